@@ -1,0 +1,28 @@
+"""Strict JAX test configuration, applied before any test imports JAX.
+
+* 8 CPU devices, so multi-device code (pmap, Mesh sharding) is tested on any machine.
+* ``jax_numpy_rank_promotion='raise'``: an implicit broadcast between arrays of different
+  rank is an error, so shape bugs cannot hide behind broadcasting.
+* TensorFlow (used by the input pipelines) is kept quiet and off every accelerator.
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 8)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> pathlib.Path:
+  """``../shared/data`` beside the checkout: the real CIFAR-10 / MNIST training splits."""
+  if not SHARED_DATA.is_dir():
+    pytest.skip(f"real-data test: {SHARED_DATA} is absent (see README, 'Data')")
+  return SHARED_DATA
