@@ -1,0 +1,248 @@
+"""Pooling: max, average, sum, L^p and global pools, channels-last, 1-D/2-D/3-D.
+
+The spatial rank is read from ``x.ndim`` (``[B, W, C]``, ``[B, H, W, C]`` or
+``[B, D, H, W, C]``). ``window`` and ``stride`` are an int or one int per spatial dimension;
+``stride`` defaults to the window (non-overlapping pooling, as in Keras and PyTorch). ``padding``
+is anything :func:`jaxcnn.shapes.resolve_padding` accepts (``'VALID'``, ``'SAME'``, ``'FULL'``,
+an int, per-dimension ints or ``(lo, hi)`` pairs), and the output shape is exactly
+:func:`jaxcnn.shapes.pool_output_shape`.
+
+How padded cells count:
+  * ``max_pool``: padding is ``-inf``, so a padded cell never wins (a window lying entirely in
+    padding, which only explicit padding of at least the window size can make, gives ``-inf``).
+  * ``sum_pool`` and ``lp_pool``: padding is zero, so it adds nothing.
+  * ``avg_pool(count_include_pad=True)`` (the default, as in PyTorch): padded cells are zeros that
+    *do* count in the denominator, which is always ``prod(window)``.
+    ``count_include_pad=False`` (Keras/TensorFlow ``'same'`` average pooling) divides by the
+    number of real cells in each window (a window with none gives 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxcnn import shapes
+from jaxcnn.shapes import IntOrSeq, PaddingLike
+
+__all__ = ["max_pool", "avg_pool", "sum_pool", "lp_pool", "global_avg_pool", "global_max_pool"]
+
+
+def _check_rank(x: jax.Array, what: str) -> int:
+  """Returns the number of spatial dims of ``x`` ([B, *spatial, C]) or raises."""
+  if x.ndim not in (3, 4, 5):
+    raise ValueError(
+        f"{what} expects x of shape [B, *spatial, C] with 1, 2 or 3 spatial dimensions "
+        f"(rank 3, 4 or 5), got shape {tuple(x.shape)} (rank {x.ndim})")
+  return x.ndim - 2
+
+
+def _resolve(x: jax.Array, window: IntOrSeq, stride: IntOrSeq | None, padding: PaddingLike,
+             what: str):
+  """Normalises the pooling arguments with :mod:`jaxcnn.shapes`.
+
+  Returns ``(window, stride, pads, out_spatial)`` over the spatial dims only.
+  """
+  n = _check_rank(x, what)
+  w = shapes.normalize_tuple(window, n, "window")
+  s = w if stride is None else shapes.normalize_tuple(stride, n, "stride")
+  out, pads = shapes.spatial_output_size(x.shape[1:-1], w, s, padding, what="pooling window")
+  return w, s, pads, out
+
+
+def _reduce(x: jax.Array, init, op, w, s, pads) -> jax.Array:
+  """``lax.reduce_window`` over the spatial dims only (batch and channels are untouched)."""
+  return lax.reduce_window(
+      x, np.asarray(init, dtype=x.dtype), op,
+      window_dimensions=(1, *w, 1), window_strides=(1, *s, 1),
+      padding=((0, 0), *pads, (0, 0)))
+
+
+def _as_inexact(x) -> jax.Array:
+  """Averages and norms of integer images are fractional: promote ints to the default float."""
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.inexact):
+    x = x.astype(jnp.result_type(float))
+  return x
+
+
+def _lowest(dtype) -> np.ndarray:
+  """The identity of ``max``: ``-inf`` for floats, the minimum for ints, False for bools."""
+  dtype = np.dtype(dtype)
+  if jnp.issubdtype(dtype, jnp.inexact):
+    return np.asarray(-np.inf, dtype)
+  if dtype == np.bool_:
+    return np.asarray(False)
+  return np.asarray(jnp.iinfo(dtype).min, dtype)
+
+
+def max_pool(x: jax.Array, window: IntOrSeq, stride: IntOrSeq | None = None,
+             padding: PaddingLike = "VALID") -> jax.Array:
+  """Maximum over each window; padded cells are ``-inf`` and never win.
+
+  Args:
+    x: ``[B, *spatial, C]`` with 1, 2 or 3 spatial dims.
+    window: window size, an int or one per spatial dim.
+    stride: step between windows; defaults to ``window``.
+    padding: see :func:`jaxcnn.shapes.resolve_padding`.
+
+  Returns:
+    ``[B, *out, C]`` with ``out`` as :func:`jaxcnn.shapes.pool_output_shape` predicts.
+
+  >>> import jax.numpy as jnp
+  >>> x = jnp.arange(16.).reshape(1, 4, 4, 1)
+  >>> max_pool(x, 2)[0, :, :, 0].tolist()
+  [[5.0, 7.0], [13.0, 15.0]]
+  """
+  x = jnp.asarray(x)
+  w, s, pads, _ = _resolve(x, window, stride, padding, "max_pool")
+  return _reduce(x, _lowest(x.dtype), lax.max, w, s, pads)
+
+
+def sum_pool(x: jax.Array, window: IntOrSeq, stride: IntOrSeq | None = None,
+             padding: PaddingLike = "VALID") -> jax.Array:
+  """Sum over each window; padded cells are zeros. Shapes as :func:`max_pool`.
+
+  >>> import jax.numpy as jnp
+  >>> sum_pool(jnp.ones((1, 4, 4, 1)), 2, padding='SAME')[0, :, :, 0].tolist()
+  [[4.0, 4.0], [4.0, 4.0]]
+  """
+  x = jnp.asarray(x)
+  w, s, pads, _ = _resolve(x, window, stride, padding, "sum_pool")
+  return _reduce(x, 0, lax.add, w, s, pads)
+
+
+def _real_cell_counts(size: Sequence[int], w, s, pads, out) -> np.ndarray:
+  """Number of non-padding cells in each window, ``[*out]``; pure numpy, shapes only.
+
+  The count factorises over dimensions, so it is an outer product of 1-D counts.
+  """
+  counts = np.ones((), np.int64)
+  for n, k, st, (lo, _), o in zip(size, w, s, pads, out):
+    start = np.arange(o) * st - lo  # first cell of each window, in unpadded coordinates
+    c = np.minimum(start + k, n) - np.maximum(start, 0)
+    counts = np.multiply.outer(counts, np.maximum(c, 0))
+  return counts
+
+
+def avg_pool(x: jax.Array, window: IntOrSeq, stride: IntOrSeq | None = None,
+             padding: PaddingLike = "VALID", *, count_include_pad: bool = True) -> jax.Array:
+  """Mean over each window. Shapes as :func:`max_pool`; integer inputs give floats.
+
+  Args:
+    x: ``[B, *spatial, C]``.
+    window, stride, padding: as :func:`max_pool`.
+    count_include_pad: ``True`` (default, PyTorch's default): padded cells are zeros that count
+      in the denominator, which is always ``prod(window)``. ``False`` (Keras/TF ``'same'``):
+      only real cells count, so border windows average their real cells only.
+
+  >>> import jax.numpy as jnp
+  >>> x = jnp.ones((1, 3, 3, 1))
+  >>> avg_pool(x, 2, 1, padding=((0, 1), (0, 1)))[0, :, :, 0].tolist()[-1]
+  [0.5, 0.5, 0.25]
+  >>> avg_pool(x, 2, 1, padding=((0, 1), (0, 1)), count_include_pad=False)[0, -1, :, 0].tolist()
+  [1.0, 1.0, 1.0]
+  """
+  x = _as_inexact(x)
+  w, s, pads, out = _resolve(x, window, stride, padding, "avg_pool")
+  total = _reduce(x, 0, lax.add, w, s, pads)
+  if count_include_pad or all(p == (0, 0) for p in pads):
+    return total / np.asarray(math.prod(w), x.dtype)
+  counts = _real_cell_counts(x.shape[1:-1], w, s, pads, out)
+  # A window entirely in padding has no real cell: define its average as 0, not 0/0.
+  counts = np.maximum(counts, 1).astype(x.dtype)
+  return total / jnp.asarray(counts)[None, ..., None]
+
+
+def lp_pool(x: jax.Array, p: float, window: IntOrSeq, stride: IntOrSeq | None = None,
+            padding: PaddingLike = "VALID") -> jax.Array:
+  """L^p norm of each window, ``(sum |x|^p) ** (1/p)``, for any ``p >= 1``.
+
+  ``p=1`` is ``sum_pool(|x|)``, ``p=2`` the Euclidean norm, and as ``p`` grows the result tends
+  to ``max_pool(|x|)`` (``p=inf`` gives it exactly). Padding cells are zeros and add nothing.
+  For numerical stability each window is scaled by its own maximum ``m`` of ``|x|``::
+
+      (sum |x|^p) ** (1/p) = m * (sum (|x| / m)^p) ** (1/p)
+
+  so every term is in ``[0, 1]`` and the inner sum in ``[1, prod(window)]``: large ``p`` (64,
+  say) neither overflows nor underflows in float32. (PyTorch's ``LPPool`` is ``(sum x^p)^(1/p)``
+  without the absolute value, which is only a norm for even ``p``.)
+
+  Args:
+    x: ``[B, *spatial, C]``.
+    p: a Python number ``>= 1`` (or ``float('inf')``).
+    window, stride, padding: as :func:`max_pool`.
+
+  >>> import jax.numpy as jnp
+  >>> x = jnp.array([3., -4.]).reshape(1, 2, 1)
+  >>> float(lp_pool(x, 2, 2)[0, 0, 0])
+  5.0
+  """
+  x = _as_inexact(x)
+  if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+    raise ValueError(f"`p` must be a Python number >= 1, got {p!r}")
+  p = float(p)
+  if not p >= 1:  # also catches nan
+    raise ValueError(f"`p` (={p!r}) must be >= 1")
+  w, s, pads, out = _resolve(x, window, stride, padding, "lp_pool")
+  if math.isinf(p):
+    return _reduce(jnp.abs(x), 0, lax.max, w, s, pads)
+  return _lp_pool(x, p, w, s, pads, out)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+def _lp_pool(x, p: float, w, s, pads, out) -> jax.Array:
+  # Jitted as one program: eagerly, the 2 * prod(window) slices would be as many dispatches.
+  # Walk the window offsets with strided slices of the zero-padded |x|: each slice holds one
+  # cell of every window, already aligned with the output, so the per-window scale m divides it
+  # directly. Memory stays O(output); prod(window) slices is small for pooling windows.
+  a = jnp.pad(jnp.abs(x), ((0, 0), *pads, (0, 0)))
+  batch, channels = x.shape[0], x.shape[-1]
+
+  def cells():
+    for offset in itertools.product(*(range(k) for k in w)):
+      start = (0, *offset, 0)
+      limit = (batch, *(o + (n - 1) * st + 1 for o, n, st in zip(offset, out, s)), channels)
+      yield lax.slice(a, start, limit, (1, *s, 1))
+
+  # The result does not depend on m (it is homogeneous), so m needs no gradient.
+  m = lax.stop_gradient(functools.reduce(jnp.maximum, cells()))
+  empty = m == 0
+  m_safe = jnp.where(empty, jnp.ones_like(m), m)
+  power = int(p) if p.is_integer() else p  # integer powers are exact (lax.integer_pow)
+  total = functools.reduce(jnp.add, ((c / m_safe) ** power for c in cells()))
+  # total >= 1 wherever m > 0 (the maximum contributes 1); an all-zero window would give
+  # d(total ** (1/p)) = inf at total = 0, so it is replaced before the root.
+  total = jnp.where(empty, jnp.ones_like(total), total)
+  return jnp.where(empty, jnp.zeros_like(m), m * total ** (1.0 / p))
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+  """Mean over all spatial dims: ``[B, *spatial, C] -> [B, C]``.
+
+  >>> import jax.numpy as jnp
+  >>> global_avg_pool(jnp.ones((2, 4, 4, 3))).shape
+  (2, 3)
+  """
+  x = _as_inexact(x)
+  n = _check_rank(x, "global_avg_pool")
+  return jnp.mean(x, axis=tuple(range(1, n + 1)))
+
+
+def global_max_pool(x: jax.Array) -> jax.Array:
+  """Maximum over all spatial dims: ``[B, *spatial, C] -> [B, C]``.
+
+  >>> import jax.numpy as jnp
+  >>> global_max_pool(jnp.arange(8.).reshape(1, 2, 2, 2)).tolist()
+  [[6.0, 7.0]]
+  """
+  x = jnp.asarray(x)
+  n = _check_rank(x, "global_max_pool")
+  return jnp.max(x, axis=tuple(range(1, n + 1)))

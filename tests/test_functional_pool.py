@@ -1,0 +1,266 @@
+"""Pooling ops against naive numpy loops, shape predictions, gradients and errors."""
+
+import doctest
+import functools
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from jaxcnn import shapes
+from jaxcnn.functional import _pool
+from jaxcnn.functional._pool import (
+    avg_pool, global_avg_pool, global_max_pool, lp_pool, max_pool, sum_pool)
+
+RTOL = 1e-5
+
+
+def assert_close(actual, expected, rtol=RTOL):
+  """float32 relative error <= rtol, measured against the largest reference magnitude."""
+  actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+  assert actual.shape == expected.shape
+  scale = max(np.abs(expected[np.isfinite(expected)]).max(initial=0.0), 1e-30)
+  np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def naive_pads(padding, size, window, stride):
+  """Padding pairs, written independently of jaxcnn.shapes (TF's SAME: extra cell last)."""
+  n = len(size)
+  if isinstance(padding, str):
+    padding = padding.upper()
+  if padding == "VALID":
+    return [(0, 0)] * n
+  if padding == "SAME":
+    pads = []
+    for m, k, s in zip(size, window, stride):
+      total = max((math.ceil(m / s) - 1) * s + k - m, 0)
+      pads.append((total // 2, total - total // 2))
+    return pads
+  if padding == "FULL":
+    return [(k - 1, k - 1) for k in window]
+  if isinstance(padding, int):
+    return [(padding, padding)] * n
+  return [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+
+
+def naive_pool(x, kind, window, stride, padding, *, count_include_pad=True, p=None):
+  """Loops over output positions of [B, *spatial, C]; padded cells are NaN-marked."""
+  x = np.asarray(x, np.float64)
+  n = x.ndim - 2
+  window = (window,) * n if isinstance(window, int) else tuple(window)
+  stride = window if stride is None else ((stride,) * n if isinstance(stride, int) else stride)
+  pads = naive_pads(padding, x.shape[1:-1], window, stride)
+  xp = np.pad(x, [(0, 0), *pads, (0, 0)], constant_values=np.nan)
+  out_size = [(xp.shape[1 + i] - window[i]) // stride[i] + 1 for i in range(n)]
+  batch, channels = x.shape[0], x.shape[-1]
+  out = np.empty((batch, *out_size, channels))
+  for idx in itertools.product(*map(range, out_size)):
+    sl = tuple(slice(i * s, i * s + k) for i, s, k in zip(idx, stride, window))
+    win = xp[(slice(None), *sl, slice(None))].reshape(batch, -1, channels)
+    real = ~np.isnan(win)
+    zeros = np.where(real, win, 0.0)
+    if kind == "max":
+      v = np.where(real, win, -np.inf).max(axis=1)
+    elif kind == "sum":
+      v = zeros.sum(axis=1)
+    elif kind == "avg":
+      # A window with no real cell averages to 0 (documented), not 0/0.
+      count = math.prod(window) if count_include_pad else np.maximum(real.sum(axis=1), 1)
+      v = zeros.sum(axis=1) / count
+    elif kind == "lp":
+      v = (np.abs(zeros) ** p).sum(axis=1) ** (1.0 / p)
+    out[(slice(None), *idx, slice(None))] = v
+  return out
+
+
+# (input shape, window, stride, padding): 1-D, 2-D and 3-D; VALID, SAME, FULL, ints, pairs.
+CONFIGS = [
+    ((2, 9, 3), 3, None, "VALID"),
+    ((2, 9, 3), 2, 1, "SAME"),
+    ((2, 10, 2), 3, 2, 1),
+    ((2, 8, 2), 3, 2, [(0, 2)]),
+    ((2, 7, 6, 3), 2, None, "VALID"),
+    ((2, 7, 6, 3), 3, 2, "same"),
+    ((2, 7, 6, 3), (2, 3), (1, 2), [(1, 0), (0, 2)]),
+    ((1, 5, 5, 2), 3, 1, "FULL"),
+    ((1, 6, 5, 2), (3, 2), None, [1, (2, 1)]),
+    ((1, 5, 4, 6, 2), 2, None, "VALID"),
+    ((1, 5, 4, 6, 2), (2, 2, 3), (1, 2, 2), "SAME"),
+    ((1, 5, 5, 5, 2), 3, 2, 1),
+]
+KINDS = {
+    "max": (lambda x, *a: max_pool(x, *a), dict(kind="max")),
+    "sum": (lambda x, *a: sum_pool(x, *a), dict(kind="sum")),
+    "avg_incl": (lambda x, *a: avg_pool(x, *a), dict(kind="avg")),
+    "avg_excl": (lambda x, *a: avg_pool(x, *a, count_include_pad=False),
+                 dict(kind="avg", count_include_pad=False)),
+    "lp1": (lambda x, *a: lp_pool(x, 1, *a), dict(kind="lp", p=1)),
+    "lp2": (lambda x, *a: lp_pool(x, 2, *a), dict(kind="lp", p=2)),
+    "lp3.5": (lambda x, *a: lp_pool(x, 3.5, *a), dict(kind="lp", p=3.5)),
+}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}-{c[3]}")
+def test_pool_matches_naive_loops(config):
+  shape, window, stride, padding = config
+  x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+  # Every kind in one program: one compilation per config keeps the file fast.
+  actual = jax.jit(lambda x: {k: fn(x, window, stride, padding) for k, (fn, _) in KINDS.items()})(x)
+  predicted = shapes.pool_output_shape(shape, window, stride=stride, padding=padding)
+  for kind, (_, ref_kwargs) in KINDS.items():
+    expected = naive_pool(x, window=window, stride=stride, padding=padding, **ref_kwargs)
+    assert actual[kind].dtype == jnp.float32, kind
+    assert actual[kind].shape == predicted, kind
+    assert_close(actual[kind], expected)
+
+
+def test_count_include_pad_semantics():
+  x = jnp.ones((1, 3, 3, 1))
+  incl = avg_pool(x, 2, 1, padding=((0, 1), (0, 1)))[0, :, :, 0]
+  excl = avg_pool(x, 2, 1, padding=((0, 1), (0, 1)), count_include_pad=False)[0, :, :, 0]
+  # Padded zeros dilute the border averages only when they count.
+  np.testing.assert_array_equal(incl, [[1, 1, .5], [1, 1, .5], [.5, .5, .25]])
+  np.testing.assert_array_equal(excl, np.ones((3, 3)))
+  # Without padding the two agree.
+  y = np.random.default_rng(1).normal(size=(2, 6, 6, 2)).astype(np.float32)
+  np.testing.assert_array_equal(avg_pool(y, 3, 1), avg_pool(y, 3, 1, count_include_pad=False))
+
+
+def test_max_pool_padding_never_wins():
+  x = -1.0 - np.random.default_rng(2).uniform(size=(2, 5, 5, 3)).astype(np.float32)
+  y = max_pool(x, 3, 1, padding="SAME")
+  assert (np.asarray(y) < 0).all()  # a zero from the padding would have won
+  assert_close(y, naive_pool(x, "max", 3, 1, "SAME"))
+  xi = (-np.arange(1, 26, dtype=np.int32)).reshape(1, 5, 5, 1)
+  yi = max_pool(xi, 2, 2, padding="SAME")
+  assert yi.dtype == jnp.int32
+  np.testing.assert_array_equal(yi, naive_pool(xi, "max", 2, 2, "SAME").astype(np.int32))
+
+
+def test_avg_pool_of_integers_is_float():
+  x = np.arange(16, dtype=np.int32).reshape(1, 4, 4, 1)
+  y = avg_pool(x, 2)
+  assert jnp.issubdtype(y.dtype, jnp.floating)
+  np.testing.assert_array_equal(y[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
+
+
+def test_lp_pool_p1_is_sum_of_abs():
+  x = np.random.default_rng(3).normal(size=(2, 6, 7, 3)).astype(np.float32)
+  assert_close(lp_pool(x, 1, 3, 2, "SAME"), sum_pool(np.abs(x), 3, 2, "SAME"))
+
+
+def test_lp_pool_large_p_approaches_max_abs():
+  x = np.random.default_rng(4).normal(size=(2, 8, 8, 3)).astype(np.float32)
+  m = np.asarray(max_pool(np.abs(x), 3, 2, "SAME"))
+  for p, n in ((50, 9), (500, 9)):
+    lp = np.asarray(lp_pool(x, p, 3, 2, "SAME"))
+    # max <= ||w||_p <= n^(1/p) max for a window of n cells.
+    assert (lp >= m * (1 - 1e-6)).all() and (lp <= m * n ** (1 / p) * (1 + 1e-6)).all()
+  assert_close(lp, m, rtol=5e-3)
+  np.testing.assert_array_equal(lp_pool(x, float("inf"), 3, 2, "SAME"), m)
+
+
+def test_lp_pool_large_p_does_not_overflow():
+  # |x|^64 overflows float32 above ~4; the per-window scaling keeps every term in [0, 1].
+  rng = np.random.default_rng(5)
+  x = (rng.normal(size=(1, 6, 6, 2)) * 100).astype(np.float32)
+  x[0, :2, :2, 0] = 0.0  # an all-zero window must give 0, not nan
+  x[0, 2:4, 2:4, 1] = 1e-3  # a window of tiny values must not underflow to 0 either
+  y = lp_pool(x, 64, 2)
+  assert np.isfinite(np.asarray(y)).all()
+  assert_close(y, naive_pool(x, "lp", 2, None, "VALID", p=64))
+  assert float(y[0, 0, 0, 0]) == 0.0
+  assert float(y[0, 1, 1, 1]) > 1e-3
+
+
+def test_global_pools_match_numpy():
+  rng = np.random.default_rng(6)
+  for shape in ((2, 7, 3), (2, 5, 4, 3), (2, 3, 4, 5, 3)):
+    x = rng.normal(size=shape).astype(np.float32)
+    axes = tuple(range(1, x.ndim - 1))
+    assert global_avg_pool(x).shape == (2, 3)
+    assert_close(global_avg_pool(x), x.astype(np.float64).mean(axis=axes))
+    np.testing.assert_array_equal(global_max_pool(x), x.max(axis=axes))
+
+
+def test_predicted_shape_equals_actual_over_sweep():
+  # sum_pool and avg_pool(count_include_pad=True) resolve arguments exactly as max_pool does.
+  pools = [max_pool, functools.partial(avg_pool, count_include_pad=False),
+           functools.partial(lp_pool, p=2)]
+  checked = 0
+  for spatial in ((7,), (8, 5), (4, 6, 5)):
+    shape = (2, *spatial, 3)
+    for window, stride, padding in itertools.product(
+        (1, 2, 3), (None, 1, 2, 3), ("VALID", "SAME", "FULL", 1, 2)):
+      try:
+        predicted = shapes.pool_output_shape(shape, window, stride=stride, padding=padding)
+      except ValueError:
+        with pytest.raises(ValueError):
+          max_pool(jnp.zeros(shape), window, stride, padding)
+        continue
+      for pool in pools:
+        actual = jax.eval_shape(lambda x: pool(x, window=window, stride=stride,
+                                               padding=padding), jax.ShapeDtypeStruct(shape, jnp.float32))
+        assert actual.shape == predicted, (pool, shape, window, stride, padding)
+        checked += 1
+  assert checked > 300
+
+
+def test_gradients():
+  rng = np.random.default_rng(7)
+  with jax.enable_x64(True):
+    x = jnp.asarray(rng.normal(size=(1, 5, 5, 2)))
+    fns = (lambda x: avg_pool(x, 3, 2, "SAME"),
+           lambda x: avg_pool(x, 3, 2, "SAME", count_include_pad=False),
+           lambda x: sum_pool(x, (2, 3), 1, 1),
+           lambda x: lp_pool(x, 2, 3, 2, "SAME"),
+           lambda x: lp_pool(x, 3.5, 2, 1),
+           lambda x: lp_pool(x, 1, 2))
+    # All in one function (a list of outputs): one compilation per transformation.
+    check_grads(jax.jit(lambda x: [f(x) for f in fns]), (x,), order=1, modes=("fwd", "rev"))
+    # Max pooling is differentiable away from ties: use well-separated distinct values.
+    xm = jnp.asarray(rng.permutation(50).astype(np.float64).reshape(1, 5, 5, 2) / 10)
+    check_grads(jax.jit(lambda x: max_pool(x, 3, 2, "SAME")), (xm,), order=1, modes=("fwd", "rev"),
+                eps=1e-3)
+  # Gradients of an all-zero L^p window are finite (no 0^(1/p - 1)).
+  g = jax.grad(lambda x: lp_pool(x, 2, 2).sum())(jnp.zeros((1, 4, 1)))
+  assert np.isfinite(np.asarray(g)).all()
+
+
+@pytest.mark.parametrize("pool", [max_pool, avg_pool, sum_pool, functools.partial(lp_pool, p=2)])
+def test_errors(pool):
+  x = jnp.zeros((1, 4, 4, 1))
+  for bad in (jnp.zeros((4, 4)), jnp.zeros((1, 2, 2, 2, 2, 1))):
+    with pytest.raises(ValueError, match=r"rank"):
+      pool(bad, window=2)
+  with pytest.raises(ValueError, match=r"larger than the padded input"):
+    pool(x, window=5)
+  pool(x, window=5, padding=1)  # fits once padded
+  for stride in (0, -1, (1, 0)):
+    with pytest.raises(ValueError, match=r"`stride`"):
+      pool(x, window=2, stride=stride)
+  with pytest.raises(ValueError, match=r"`window`"):
+    pool(x, window=0)
+  with pytest.raises(ValueError, match=r"'HALF'"):
+    pool(x, window=2, padding="HALF")
+
+
+def test_lp_pool_rejects_p_below_one():
+  x = jnp.zeros((1, 4, 4, 1))
+  for p in (0.5, 0, -2, float("nan")):
+    with pytest.raises(ValueError, match=r"`p`"):
+      lp_pool(x, p, 2)
+
+
+def test_global_pool_rank_errors():
+  for fn in (global_avg_pool, global_max_pool):
+    with pytest.raises(ValueError, match=r"rank 2"):
+      fn(jnp.zeros((2, 3)))
+
+
+def test_docstring_examples():
+  assert doctest.testmod(_pool, raise_on_error=False).failed == 0
