@@ -1,0 +1,61 @@
+"""Input pipelines: CIFAR-10 / MNIST from tfds or a local copy, batched, augmented on the device.
+
+Every loader yields plain dicts ``{'image': float [B, H, W, C] normalised, 'label': int32 [B]}``
+(+ ``'mask': float32 [B]`` for eval loaders, which pad the last batch). Order, shuffling and
+augmentation are a pure function of ``(seed, epoch, step)``, so ``loader.epoch(e, start_step=s)``
+resumes exactly.
+
+Sources (all take tfds split syntax: ``'train[:45000]'``, ``'train[45000:]'``, ``'train[90%:]'``):
+  * ``tfds.load`` (optionally from a prepared ``data_dir``; ``download=False`` never touches the
+    network): :func:`load_arrays`, or streamed by :meth:`StreamLoader.from_tfds`.
+  * a class-per-folder copy ``root/<split>/<class>/<image>``, or its ``.tar.gz`` read in place
+    (``image_folder=``): decoded with PIL on threads, cached as ``.npz`` (keyed by path + mtime).
+    Files are ordered classes round-robin, so any slice is class-balanced and reproducible.
+  * :class:`DeviceLoader`: the whole split on the accelerator as uint8 (CIFAR-10: 150 MB);
+    permutation, gather, augmentation and normalisation in one jitted function.
+
+Quick start::
+
+    from jaxcnn import data
+    train = data.make_loader('cifar10', 'train[:45000]', 256, train=True, seed=0,
+                             augment=('crop', 'flip'),
+                             image_folder='../shared/data/cifar10_jpeg_train.tar.gz')
+    val = data.make_loader('cifar10', 'train[45000:]', 1000, train=False,
+                           image_folder='../shared/data/cifar10_jpeg_train.tar.gz')
+    for batch in train.epoch(0):
+      ...
+
+Colab TPU: which route works (checked against public reports, 2025; not run on a live TPU here)
+  * TPU runtimes no longer ship TensorFlow: googlecolab/colabtools#5185 ("ModuleNotFoundError:
+    No module named 'tensorflow' in the TPUv2-8 runtime", 2025-03).
+  * TensorFlow's TPU build cannot sit beside JAX there: ``tensorflow-tpu`` pins its own
+    ``libtpu`` (googlecolab/colabtools#5209, "Cannot install tensorflow-tpu in TPU runtime"), and
+    after ``pip install tensorflow tensorflow-tpu`` JAX reports "cloud_tpu_init failed: module
+    'libtpu' has no attribute 'get_library_path'" and falls back to CPU
+    (jax-ml/jax#29989, "Cannot Initialize TPU on Google Colab", 2025-07). Even when both load,
+    whichever of TF and JAX opens the TPU first holds it ("ioctl failed";
+    googlecolab/colabtools#4567, "Cannot load TF and jax together in colab").
+  * ``tfds.data_source`` reads ``array_record`` files without TensorFlow
+    (https://www.tensorflow.org/datasets/tfless_tfds), but the prepared CIFAR-10/MNIST copies are
+    TFRecord and preparing them needs TF, so it is not a drop-in route for these datasets.
+  Choice: the notebooks use the TensorFlow-free route, ``image_folder=`` (a class-per-folder copy
+  or its tarball; PIL decoding, no TF import) + :class:`DeviceLoader`; nothing in it imports
+  TensorFlow. The tfds/tf.data route is for machines with TF: it needs the *CPU* build
+  (``pip install tensorflow-cpu``, what pyproject installs on Linux), which has no TPU kernels and
+  no libtpu, and TF is imported lazily with every GPU/TPU hidden from it
+  (``tf.config.set_visible_devices([], 'GPU'/'TPU')``), so JAX keeps the accelerator.
+"""
+
+from jaxcnn.data import augment
+from jaxcnn.data._info import DATASETS, DatasetInfo, DatasetNotFoundError, compute_mean_std, get_info
+from jaxcnn.data._loaders import DeviceLoader, StreamLoader, make_loader, normalize
+from jaxcnn.data._sources import (default_cache_dir, list_image_folder, load_arrays,
+                                  read_image_folder)
+from jaxcnn.data._split import parse_split, resolve_split, shard_range
+
+__all__ = [
+    "DATASETS", "DatasetInfo", "DatasetNotFoundError", "DeviceLoader", "StreamLoader", "augment",
+    "compute_mean_std", "default_cache_dir", "get_info", "list_image_folder", "load_arrays",
+    "make_loader", "normalize", "parse_split", "read_image_folder", "resolve_split",
+    "shard_range",
+]

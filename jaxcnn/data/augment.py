@@ -1,0 +1,181 @@
+"""Data augmentation as pure, keyed, batched JAX functions (they run inside jit, on the accelerator).
+
+Every function takes ``(key, images)`` with ``images: [B, H, W, C]`` (uint8 or float) and returns
+an array of the same shape and dtype. Each example draws its own randomness from ``key``; the same
+key gives the same output. Labels are never touched (none of these change the class).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> aug = make_augment(('crop', 'flip'))
+  >>> out = jax.jit(aug)(jax.random.key(0), jnp.zeros((8, 32, 32, 3), jnp.uint8))
+  >>> out.shape, out.dtype
+  ((8, 32, 32, 3), dtype('uint8'))
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Augment = Callable[[jax.Array, jax.Array], jax.Array]
+
+_PAD_MODES = {"constant": "constant", "zero": "constant", "reflect": "reflect", "edge": "edge"}
+
+
+def _check_images(images: jax.Array, fn: str) -> None:
+  if images.ndim != 4:
+    raise ValueError(f"`{fn}` expects images [B, H, W, C], got shape {tuple(images.shape)}")
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+  if isinstance(value, int):
+    value = (value, value)
+  value = tuple(int(v) for v in value)
+  if len(value) != 2 or min(value) < 0:
+    raise ValueError(f"`{name}` (={value!r}) must be a non-negative int or a pair of them")
+  return value
+
+
+def random_crop(key: jax.Array, images: jax.Array, padding: int | Sequence[int] = 4,
+                mode: str = "constant") -> jax.Array:
+  """Pads by ``padding`` on each side of H and W, then crops a random HxW window per example.
+
+  Args:
+    key: a ``jax.random`` key.
+    images: ``[B, H, W, C]``, any dtype.
+    padding: pixels added on each side (int or ``(pad_h, pad_w)``).
+    mode: ``'constant'`` (zeros; alias ``'zero'``), ``'reflect'`` or ``'edge'``.
+
+  Returns:
+    ``[B, H, W, C]``, same dtype: each example is a translation of its padded image by
+    ``(dy, dx)`` in ``[0, 2 * pad]``.
+
+  Example:
+    >>> random_crop(jax.random.key(0), jnp.ones((2, 8, 8, 1)), padding=2).shape
+    (2, 8, 8, 1)
+  """
+  _check_images(images, "random_crop")
+  if mode not in _PAD_MODES:
+    raise ValueError(f"`mode` (={mode!r}) must be one of {sorted(_PAD_MODES)}")
+  ph, pw = _pair(padding, "padding")
+  b, h, w, c = images.shape
+  if mode == "reflect" and (ph >= h or pw >= w):
+    raise ValueError(f"reflect `padding` (={padding}) must be smaller than the image ({h}x{w})")
+  padded = jnp.pad(images, ((0, 0), (ph, ph), (pw, pw), (0, 0)), mode=_PAD_MODES[mode])
+  ky, kx = jax.random.split(key)
+  dy = jax.random.randint(ky, (b,), 0, 2 * ph + 1)
+  dx = jax.random.randint(kx, (b,), 0, 2 * pw + 1)
+  crop = lambda img, y, x: jax.lax.dynamic_slice(img, (y, x, 0), (h, w, c))
+  return jax.vmap(crop)(padded, dy, dx)
+
+
+def random_translate(key: jax.Array, images: jax.Array, max_shift: int | Sequence[int] = 4,
+                     mode: str = "constant") -> jax.Array:
+  """Shifts each example by a random integer ``(dy, dx)`` in ``[-max_shift, max_shift]``.
+
+  Uncovered pixels are filled per ``mode`` (zeros by default). This is exactly
+  :func:`random_crop` with ``padding=max_shift``; kept as its own name for readable configs.
+
+  Example:
+    >>> random_translate(jax.random.key(0), jnp.ones((2, 8, 8, 1)), max_shift=1).shape
+    (2, 8, 8, 1)
+  """
+  return random_crop(key, images, padding=max_shift, mode=mode)
+
+
+def random_flip(key: jax.Array, images: jax.Array, prob: float = 0.5) -> jax.Array:
+  """Mirrors each example left-right (along W) with probability ``prob``.
+
+  Example:
+    >>> random_flip(jax.random.key(0), jnp.ones((2, 8, 8, 3))).shape
+    (2, 8, 8, 3)
+  """
+  _check_images(images, "random_flip")
+  flip = jax.random.bernoulli(key, prob, (images.shape[0],))
+  return jnp.where(flip.reshape(-1, 1, 1, 1), images[:, :, ::-1, :], images)
+
+
+def cutout(key: jax.Array, images: jax.Array, size: int | Sequence[int] = 8,
+           fill: float = 0) -> jax.Array:
+  """Sets a ``size``-square patch at a random centre of each example to ``fill`` (DeVries 2017).
+
+  The centre is uniform over the image, so the patch may be clipped by the border (the original
+  recipe).
+
+  Example:
+    >>> out = cutout(jax.random.key(0), jnp.ones((2, 8, 8, 1)), size=4)
+    >>> bool((out == 0).any())
+    True
+  """
+  _check_images(images, "cutout")
+  sh, sw = _pair(size, "size")
+  b, h, w, _ = images.shape
+  ky, kx = jax.random.split(key)
+  cy = jax.random.randint(ky, (b, 1, 1, 1), 0, h)
+  cx = jax.random.randint(kx, (b, 1, 1, 1), 0, w)
+  ys = jnp.arange(h).reshape(1, h, 1, 1)
+  xs = jnp.arange(w).reshape(1, 1, w, 1)
+  y0, x0 = cy - sh // 2, cx - sw // 2
+  inside = (ys >= y0) & (ys < y0 + sh) & (xs >= x0) & (xs < x0 + sw)
+  return jnp.where(inside, jnp.asarray(fill, images.dtype), images)
+
+
+def identity(key: jax.Array, images: jax.Array) -> jax.Array:
+  """No augmentation (for evaluation)."""
+  del key
+  return images
+
+
+AUGMENTATIONS: dict[str, Callable[..., jax.Array]] = {
+    "random_crop": random_crop,
+    "crop": random_crop,
+    "random_flip": random_flip,
+    "flip": random_flip,
+    "cutout": cutout,
+    "random_translate": random_translate,
+    "translate": random_translate,
+}
+
+
+def make_augment(spec: Any) -> Augment:
+  """Builds ``fn(key, images) -> images`` from a small spec.
+
+  ``spec`` may be None / empty (identity), a callable (returned as is), a name, a sequence whose
+  items are names or ``(name, kwargs)`` pairs, or a mapping ``{name: kwargs}`` (applied in order).
+  Names: ``crop``/``random_crop``, ``flip``/``random_flip``, ``cutout``,
+  ``translate``/``random_translate``. Each op gets its own key split from the call's key.
+
+  Example:
+    >>> aug = make_augment({'crop': {'padding': 4, 'mode': 'reflect'}, 'flip': {},
+    ...                     'cutout': {'size': 8}})
+    >>> aug(jax.random.key(1), jnp.zeros((4, 32, 32, 3))).shape
+    (4, 32, 32, 3)
+  """
+  if spec is None or (not callable(spec) and len(spec) == 0):
+    return identity
+  if callable(spec):
+    return spec
+  if isinstance(spec, str):
+    spec = (spec,)
+  items = list(spec.items()) if hasattr(spec, "items") else [
+      item if isinstance(item, (tuple, list)) else (item, {}) for item in spec]
+  ops = []
+  for item in items:
+    if len(item) != 2:
+      raise ValueError(f"augmentation item {item!r} must be a name or a (name, kwargs) pair")
+    name, kwargs = item
+    if name not in AUGMENTATIONS:
+      raise ValueError(f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
+    ops.append(functools.partial(AUGMENTATIONS[name], **dict(kwargs or {})))
+
+  def augment(key: jax.Array, images: jax.Array) -> jax.Array:
+    keys = jax.random.split(key, len(ops))
+    for k, op in zip(keys, ops):
+      images = op(k, images)
+    return images
+
+  return augment
