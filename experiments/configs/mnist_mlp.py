@@ -1,0 +1,37 @@
+"""MNIST with the Keras MLP: 512-512 ReLU with dropout 0.2, Adam 1e-3, early stopping.
+
+Flatten-Dense(512)-Dropout(0.2)-Dense(512)-Dropout(0.2)-Dense(10) (669,706 parameters), batch
+128, up to 20 epochs; training stops when the validation loss has not improved for 3 epochs and
+the best epoch's parameters are kept. Validation is the last 6,000 training images
+(``train[54000:]``).
+
+Command (the shared PNG copy of MNIST; drop ``data.image_folder`` to use tfds)::
+
+    python -m experiments.train --config experiments/configs/mnist_mlp.py \
+        --workdir runs/mnist_mlp \
+        --config.data.image_folder=../shared/data/mnist_png_train.tar.gz
+
+Expected (MNIST, validation = train[54000:]):
+  TODO(measure): hardware, seconds per epoch, epochs until early stopping, validation accuracy.
+
+Keys: see :mod:`experiments.configs.cifar10_tutorial`.
+"""
+
+import ml_collections
+
+from experiments.configs import cifar10_tutorial
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = cifar10_tutorial.get_config()
+  config.model = "mlp"
+  config.model_kwargs = ml_collections.ConfigDict({"hidden": (512, 512), "dropout": 0.2})
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.num_epochs = 20
+  config.patience = 3
+  config.checkpoint_every_steps = 0
+  config.data.name = "mnist"
+  config.data.train_split = "train[:54000]"
+  config.data.eval_split = "train[54000:]"
+  return config

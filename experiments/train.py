@@ -1,0 +1,30 @@
+"""Trains a model from an ml_collections config; re-running the same command resumes.
+
+    python -m experiments.train --config experiments/configs/cifar10_tutorial.py \
+        --workdir runs/cifar10_tutorial [--config.<key>=<value> ...]
+
+This script only parses flags; everything else is :func:`jaxcnn.train.train_and_evaluate`.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxcnn.train import train_and_evaluate
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file (experiments/configs/*.py).", lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
+    logging.set_verbosity(logging.WARNING)
+  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,160 @@
+"""Data parallelism: where the state and the batches live, and how the steps are compiled.
+
+``config.parallel`` picks one of
+
+* ``'none'``: one device (``jax.devices()[0]``), plain ``jax.jit``;
+* ``'pmap'``: every local device, ``jax.pmap(..., axis_name=AXIS_NAME)``; the state is replicated
+  with a leading device axis and each batch is reshaped to ``[devices, B / devices, ...]``;
+* ``'mesh'``: every device of every process in a 1-D ``Mesh`` with axis ``AXIS_NAME``; the state
+  is replicated (``P()``), batches are sharded along their first axis (``P(AXIS_NAME)``) and
+  ``jax.jit`` compiles the global-batch program (XLA inserts the all-reduces). This is the
+  current JAX recommendation and the mode to prefer; ``'pmap'`` is kept for comparison.
+
+In every mode each process feeds only its own ``global_batch / process_count`` examples.
+
+BatchNorm under ``'pmap'`` normalises with per-device batch moments (the running statistics are
+averaged across devices each step), unless the model's BatchNorm is given the axis name; under
+``'mesh'`` it sees the global batch, exactly as on one device.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxcnn.train.steps import AXIS_NAME
+
+MODES = ("none", "pmap", "mesh")
+
+
+def validate_mode(mode: str) -> None:
+  if mode not in MODES:
+    raise ValueError(f"unknown `parallel` mode (={mode!r}); known: {', '.join(MODES)}")
+
+
+def num_devices_for(mode: str) -> int:
+  """How many devices share the global batch in ``mode``."""
+  validate_mode(mode)
+  if mode == "none":
+    return 1
+  if mode == "pmap":
+    return jax.local_device_count() * jax.process_count()
+  return jax.device_count()
+
+
+def check_batch_size(batch_size: int, mode: str, what: str = "batch_size") -> None:
+  """Raises ``ValueError`` naming both numbers when ``batch_size`` does not split evenly."""
+  n = num_devices_for(mode)
+  if not isinstance(batch_size, int) or batch_size < 1:
+    raise ValueError(f"`{what}` (={batch_size!r}) must be a positive int")
+  if batch_size % n:
+    raise ValueError(
+        f"`{what}` (={batch_size}) must be divisible by the number of devices (={n}) "
+        f"for parallel={mode!r}")
+  if mode == "none" and jax.process_count() > 1:
+    raise ValueError(f"parallel='none' cannot run on {jax.process_count()} processes; "
+                     "use 'mesh' or 'pmap'")
+
+
+class Parallel:
+  """Placement and compilation for one ``config.parallel`` mode.
+
+  >>> par = Parallel('none')
+  >>> par.num_devices
+  1
+  """
+
+  def __init__(self, mode: str):
+    validate_mode(mode)
+    self.mode = mode
+    self.num_devices = num_devices_for(mode)
+    self.local_devices = jax.local_devices() if mode != "none" else [jax.local_devices()[0]]
+    if mode == "mesh":
+      self.mesh = Mesh(np.asarray(jax.devices()), (AXIS_NAME,))
+      self.replicated = NamedSharding(self.mesh, P())
+      self.batch_sharding = NamedSharding(self.mesh, P(AXIS_NAME))
+    elif mode == "none":
+      self.device = self.local_devices[0]
+
+  # -- state -------------------------------------------------------------------------------
+  def put_state(self, state: Any) -> Any:
+    """Places a canonical (single-copy) state for this mode."""
+    if self.mode == "none":
+      return jax.device_put(state, self.device)
+    if self.mode == "mesh":
+      return jax.device_put(state, self.replicated)
+    # Through an identity pmap, so the arrays carry the very sharding that the compiled step
+    # returns: the second step then hits the first step's compilation.
+    stacked = jax.tree.map(lambda x: np.stack([np.asarray(x)] * len(self.local_devices)), state)
+    return jax.pmap(lambda s: s, axis_name=AXIS_NAME, devices=self.local_devices)(stacked)
+
+  def get_state(self, state: Any) -> Any:
+    """The canonical single-copy state (for checkpoints, evaluation on the host, tests)."""
+    if self.mode == "pmap":
+      return jax.tree.map(lambda x: x[0], state)
+    return state
+
+  # -- batches -----------------------------------------------------------------------------
+  def put_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+    """Places this process's share of a global batch (leading axis = examples)."""
+    if self.mode == "none":
+      return jax.device_put(batch, self.device)
+    if self.mode == "pmap":
+      n = len(self.local_devices)
+      return jax.tree.map(lambda x: jnp.reshape(x, (n, x.shape[0] // n) + x.shape[1:]), batch)
+    if jax.process_count() == 1:
+      return jax.device_put(batch, self.batch_sharding)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(x)),
+        batch)
+
+  def metrics_to_host(self, metrics: Any) -> Any:
+    """Device metrics -> numpy (pmap outputs are replicated: keep device 0's copy)."""
+    metrics = jax.device_get(metrics)
+    if self.mode == "pmap":
+      return jax.tree.map(lambda x: np.asarray(x)[0], metrics)
+    return metrics
+
+  # -- compilation -------------------------------------------------------------------------
+  def compile_train(self, step_fn: Callable[..., Any], **static: Any) -> Callable[..., Any]:
+    """``step_fn(state, batch, *, axis_name, **static)`` compiled for this mode, state donated."""
+    if self.mode == "pmap":
+      return jax.pmap(functools.partial(step_fn, axis_name=AXIS_NAME, **static),
+                      axis_name=AXIS_NAME, donate_argnums=0, devices=self.local_devices)
+    fn = functools.partial(step_fn, axis_name=None, **static)
+    if self.mode == "mesh":
+      # Keep the state replicated (and metrics too): a fixed output sharding means the
+      # second step sees exactly the input shardings of the first -> no recompilation.
+      return jax.jit(fn, donate_argnums=0, out_shardings=self.replicated)
+    return jax.jit(fn, donate_argnums=0)
+
+  def compile_eval(self, step_fn: Callable[..., Any], **static: Any) -> Callable[..., Any]:
+    """``step_fn(state, batch, *, axis_name, **static)`` compiled for this mode (no donation)."""
+    if self.mode == "pmap":
+      return jax.pmap(functools.partial(step_fn, axis_name=AXIS_NAME, **static),
+                      axis_name=AXIS_NAME, devices=self.local_devices)
+    fn = functools.partial(step_fn, axis_name=None, **static)
+    if self.mode == "mesh":
+      return jax.jit(fn, out_shardings=self.replicated)
+    return jax.jit(fn)
+
+
+def maybe_initialize_distributed(config: Any) -> None:
+  """Calls ``jax.distributed.initialize()`` once when ``config.distributed`` is true.
+
+  Coordinator address, process count and id come from the environment (Cloud TPU, SLURM, or
+  the ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` variables).
+  """
+  if not config.get("distributed", False):
+    return
+  try:
+    jax.distributed.initialize()
+  except RuntimeError as e:  # already initialised (e.g. a notebook re-running the cell)
+    if "already" not in str(e).lower():
+      raise

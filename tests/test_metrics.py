@@ -1,0 +1,71 @@
+"""Tests of jaxcnn.metrics against hand-computed values."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn import metrics
+
+LOGITS = jnp.array([[3.0, 2.0, 1.0, 0.0],    # label 0: top-1
+                    [0.0, 1.0, 3.0, 2.0],    # label 1: rank 3 (top-3, not top-2)
+                    [1.0, 1.0, 0.0, 0.0],    # label 1: tied with class 0 -> counts as top-1
+                    [0.0, 0.0, 0.0, 5.0]])   # label 2: rank 2 (tied with 0 and 1 below 3)
+LABELS = jnp.array([0, 1, 1, 2])
+
+
+def test_accuracy_and_top_k_by_hand():
+  # argmax picks the first maximum: row 2 predicts class 0 -> top-1 accuracy 1/4.
+  assert float(metrics.accuracy(LOGITS, LABELS)) == 0.25
+  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 1), [1, 0, 1, 0])
+  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 2), [1, 0, 1, 1])
+  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 3), [1, 1, 1, 1])
+  assert float(metrics.top_k_accuracy(LOGITS, LABELS, k=2)) == 0.75
+  with pytest.raises(ValueError, match=r"\(=0\)"):
+    metrics.top_k_correct(LOGITS, LABELS, 0)
+
+
+def test_mask_excludes_padding():
+  mask = jnp.array([1.0, 1.0, 0.0, 0.0])
+  assert float(metrics.accuracy(LOGITS, LABELS, mask)) == 0.5
+  assert float(metrics.top_k_accuracy(LOGITS, LABELS, 3, mask)) == 1.0
+
+
+def test_confusion_matrix_rows_are_true_classes():
+  preds = jnp.array([0, 2, 0, 3])
+  cm = metrics.confusion_matrix(LABELS, preds, 4)
+  expected = np.zeros((4, 4), int)
+  for t, p in [(0, 0), (1, 2), (1, 0), (2, 3)]:
+    expected[t, p] += 1
+  np.testing.assert_array_equal(cm, expected)
+  masked = metrics.confusion_matrix(LABELS, preds, 4, jnp.array([1.0, 0.0, 1.0, 0.0]))
+  assert int(masked.sum()) == 2 and int(masked[1, 2]) == 0
+
+
+def test_sums_accumulate_to_the_full_batch_metrics_under_jit():
+  losses = jnp.array([0.5, 1.5, 2.0, 4.0])
+  sums_fn = jax.jit(lambda lg, lb, ls, m: metrics.classification_sums(lg, lb, ls, mask=m))
+  acc = metrics.Accumulator()
+  # Two halves, the second padded to the same shape with a mask.
+  acc.add_sums(jax.device_get(sums_fn(LOGITS[:2], LABELS[:2], losses[:2], jnp.ones(2))))
+  acc.add_sums(jax.device_get(sums_fn(LOGITS[2:], LABELS[2:], losses[2:], jnp.ones(2))))
+  pad = metrics.Accumulator()
+  pad.add_sums(jax.device_get(sums_fn(LOGITS, LABELS, losses, jnp.ones(4))))
+  pad.add_sums(jax.device_get(sums_fn(LOGITS, LABELS, losses, jnp.zeros(4))))  # all padding
+  for result in (acc.compute(), pad.compute()):
+    assert result["loss"] == pytest.approx(2.0)
+    assert result["accuracy"] == pytest.approx(0.25)
+    assert result["top5"] == pytest.approx(1.0)
+    assert result["count"] == 4 and result["confusion"].sum() == 4
+
+
+def test_accumulator_weighted_means_and_state_dict_round_trip():
+  acc = metrics.Accumulator()
+  acc.add_means({"loss": 2.0, "accuracy": 0.5}, weight=1)
+  acc.add_means({"loss": 1.0, "accuracy": 1.0}, weight=3)
+  restored = metrics.Accumulator.from_state_dict(acc.state_dict())
+  for a in (acc, restored):
+    out = a.compute()
+    assert out["loss"] == pytest.approx(1.25) and out["accuracy"] == pytest.approx(0.875)
+  with pytest.raises(ValueError, match="count"):
+    acc.add_sums({"loss": 1.0})
