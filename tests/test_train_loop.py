@@ -191,6 +191,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     ("batch_size", 12, r"\(=12\).*\(=8\)"),  # with parallel='mesh' on 8 devices
     ("dtype", "float8", "'float8'"),
     ("data.name", "imagenet", "'imagenet'"),
+    ("data.normalize", "zscore", "'zscore'"),
 ])
 def test_bad_config_values_fail_before_any_data_is_read(key, value, match, tmp_path,
                                                         monkeypatch):
@@ -253,3 +254,20 @@ def test_bfloat16_compute_keeps_float32_params():
   new, m = jax.jit(train_step)(state, {"image": x, "label": y})
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(new.params))
   assert float(m["finite"]) == 1.0 and m["loss"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("normalize,mean,std", [
+    ("unit", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # x / 255, the Keras tutorial's scaling
+    ("dataset", None, None),  # None: make_loader uses DATASETS' documented statistics
+])
+def test_data_normalize_reaches_the_loaders(normalize, mean, std, monkeypatch):
+  from jaxcnn import data
+  seen = []
+  monkeypatch.setattr(data, "make_loader", lambda *a, **kw: seen.append(kw))
+  config = _tiny_config()
+  config.data.name = "cifar10"
+  config.data.normalize = normalize
+  loop.make_loaders(config, data.get_info("cifar10"))
+  assert len(seen) == 2
+  for kw in seen:
+    assert kw.get("mean") == mean and kw.get("std") == std

@@ -37,7 +37,9 @@ Keys (every config has them):
   data.name: 'cifar10' | 'mnist'; data.train_split / data.eval_split: tfds split syntax;
   data.data_dir: tfds data dir; data.image_folder: a class-per-folder root (or its .tar.gz),
   read instead of tfds; data.loader: 'device' (whole split on the accelerator) | 'stream'
-  (tf.data); data.augment: comma-separated names ('crop,flip', '' = none).
+  (tf.data); data.augment: comma-separated names ('crop,flip', '' = none);
+  data.normalize: 'dataset' ((x / 255 - mean) / std with the dataset's documented per-channel
+  statistics) | 'unit' (x / 255 only, as the Keras tutorials).
 """
 
 import ml_collections
@@ -78,4 +80,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.image_folder = config_dict.placeholder(str)
   config.data.loader = "device"
   config.data.augment = ""  # the tutorial uses none
+  config.data.normalize = "unit"  # x / 255, as the tutorial (and the peers in BENCHMARKS.md)
   return config

@@ -53,6 +53,7 @@ from jaxcnn.train.steps import eval_step, train_step
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+NORMALIZATIONS = ("dataset", "unit")
 LOADERS = ("device", "stream")
 
 
@@ -142,6 +143,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"unknown `data.name` (={config.data.name!r}); known: "
                      f"{', '.join(sorted(data.DATASETS))}")
   data.augment.make_augment(_augment_spec(config))  # unknown names fail here, not mid-run
+  normalize = _cfg(config, "data.normalize", "dataset")
+  if normalize not in NORMALIZATIONS:
+    raise ValueError(f"unknown `data.normalize` (={normalize!r}); known: "
+                     f"{', '.join(NORMALIZATIONS)}")
   image_folder = _cfg(config, "data.image_folder", None)
   if image_folder and not os.path.exists(image_folder):
     raise ValueError(f"`data.image_folder` (={image_folder!r}) does not exist")
@@ -170,6 +175,10 @@ def make_loaders(config: ml_collections.ConfigDict, info: Any) -> tuple[Any, Any
       process_count=count,
       seed=config.seed,
   )
+  if _cfg(config, "data.normalize", "dataset") == "unit":
+    # x / 255 and nothing else, as the Keras tutorials do: keeps recipes comparable with theirs.
+    channels = data.get_info(config.data.name).image_shape[-1]
+    common.update(mean=(0.0,) * channels, std=(1.0,) * channels)
   eval_batch = (_cfg(config, "eval_batch_size", 0) or config.batch_size) // count
   train = data.make_loader(config.data.name, config.data.train_split, config.batch_size // count,
                            train=True, augment=_augment_spec(config),
