@@ -264,3 +264,29 @@ def test_global_pool_rank_errors():
 
 def test_docstring_examples():
   assert doctest.testmod(_pool, raise_on_error=False).failed == 0
+
+
+@pytest.mark.parametrize("window,padding", [(2, "VALID"), ((2, 3), "SAME"), (3, ((1, 1), (0, 2)))])
+def test_non_overlapping_fast_path_equals_reduce_window_values_and_gradients(window, padding):
+  # stride == window takes the reshape path; lax.reduce_window is the independent reference.
+  from jax import lax
+  from jaxcnn import shapes
+  x = jnp.asarray(np.random.default_rng(7).permutation(2 * 7 * 8 * 3).reshape(2, 7, 8, 3),
+                  jnp.float32)  # distinct values: no ties, so the max gradients must agree
+  w = shapes.normalize_tuple(window, 2, "window")
+  _, pads = shapes.spatial_output_size(x.shape[1:3], w, w, padding)
+
+  def reference(x, init, op):
+    return lax.reduce_window(x, init, op, (1, *w, 1), (1, *w, 1), ((0, 0), *pads, (0, 0)))
+
+  for fast, init, op in [(max_pool, -jnp.inf, lax.max), (sum_pool, 0.0, lax.add)]:
+    np.testing.assert_array_equal(fast(x, window, padding=padding), reference(x, init, op))
+    g_fast = jax.grad(lambda x: jnp.sum(jnp.sin(fast(x, window, padding=padding))))(x)
+    g_ref = jax.grad(lambda x: jnp.sum(jnp.sin(reference(x, init, op))))(x)
+    np.testing.assert_allclose(g_fast, g_ref, rtol=1e-6)
+
+
+def test_fast_path_keeps_integer_dtypes():
+  x = jnp.arange(16, dtype=jnp.int8).reshape(1, 4, 4, 1)
+  assert sum_pool(x, 2).dtype == jnp.int8 and max_pool(x, 2).dtype == jnp.int8
+  assert max_pool(x, 2)[0, :, :, 0].tolist() == [[5, 7], [13, 15]]

@@ -58,11 +58,30 @@ def _resolve(x: jax.Array, window: IntOrSeq, stride: IntOrSeq | None, padding: P
 
 
 def _reduce(x: jax.Array, init, op, w, s, pads) -> jax.Array:
-  """``lax.reduce_window`` over the spatial dims only (batch and channels are untouched)."""
-  return lax.reduce_window(
-      x, np.asarray(init, dtype=x.dtype), op,
-      window_dimensions=(1, *w, 1), window_strides=(1, *s, 1),
-      padding=((0, 0), *pads, (0, 0)))
+  """Reduces each window with ``op`` (``lax.max`` or ``lax.add``), over the spatial dims only.
+
+  Non-overlapping windows (``stride == window``, the usual 2x2 pool) are computed as a reshape
+  followed by a reduction over the window axes. The values are those of ``lax.reduce_window``,
+  but the gradient is much cheaper on CPU: XLA turns ``reduce_window``'s max backward
+  (``select_and_scatter``) into index arrays and a serial scatter, which made the pools the
+  largest cost of the tutorial CNN's train step (measurements in BENCHMARKS.md). Overlapping
+  windows use ``lax.reduce_window``.
+  """
+  init = np.asarray(init, dtype=x.dtype)
+  if tuple(s) != tuple(w):
+    return lax.reduce_window(
+        x, init, op, window_dimensions=(1, *w, 1), window_strides=(1, *s, 1),
+        padding=((0, 0), *pads, (0, 0)))
+  if any(p != (0, 0) for p in pads):
+    x = lax.pad(x, init, ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+  out = [n // k for n, k in zip(x.shape[1:-1], w)]
+  x = x[(slice(None), *(slice(0, o * k) for o, k in zip(out, w)))]
+  tiled = [d for o, k in zip(out, w) for d in (o, k)]
+  x = x.reshape(x.shape[0], *tiled, x.shape[-1])
+  window_axes = tuple(range(2, 2 + 2 * len(w), 2))
+  if op is lax.max:
+    return jnp.max(x, axis=window_axes)
+  return jnp.sum(x, axis=window_axes, dtype=x.dtype)
 
 
 def _as_inexact(x) -> jax.Array:
@@ -86,6 +105,11 @@ def _lowest(dtype) -> np.ndarray:
 def max_pool(x: jax.Array, window: IntOrSeq, stride: IntOrSeq | None = None,
              padding: PaddingLike = "VALID") -> jax.Array:
   """Maximum over each window; padded cells are ``-inf`` and never win.
+
+  Gradient: it flows to the window's maximum. When several cells of a window tie for the
+  maximum, non-overlapping windows (``stride == window``) share it equally between them (the
+  rule of ``jnp.max``), overlapping ones give it all to the first (``lax.reduce_window``'s). After
+  a ReLU the only ties are all-zero windows, whose gradient the ReLU discards anyway.
 
   Args:
     x: ``[B, *spatial, C]`` with 1, 2 or 3 spatial dims.
