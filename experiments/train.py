@@ -9,11 +9,16 @@ This script only parses flags; everything else is :func:`jaxcnn.train.train_and_
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxcnn import xla_flags
 from jaxcnn.train import train_and_evaluate
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file (experiments/configs/*.py).", lock_config=True)
+_XLA_CPU_TUNING = flags.DEFINE_bool(
+    "xla_cpu_tuning", True,
+    "Add jaxcnn.xla_flags.RECOMMENDED_CPU_FLAGS to XLA_FLAGS (faster CNN training on CPU; "
+    "no effect on GPU/TPU). See BENCHMARKS.md.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -23,6 +28,10 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
     logging.set_verbosity(logging.WARNING)
+  if _XLA_CPU_TUNING.value:
+    added = xla_flags.apply_recommended_cpu_flags()  # before JAX's first computation
+    if added:
+      logging.warning("XLA_FLAGS += %s (--noxla_cpu_tuning to leave them off)", " ".join(added))
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
