@@ -271,3 +271,23 @@ def test_data_normalize_reaches_the_loaders(normalize, mean, std, monkeypatch):
   assert len(seen) == 2
   for kw in seen:
     assert kw.get("mean") == mean and kw.get("std") == std
+
+
+def test_resuming_with_another_config_is_a_clear_error(tmp_path, monkeypatch):
+  _use_loaders(monkeypatch, _train_loader(), _eval_loader())
+  train_and_evaluate(_tiny_config(num_train_steps=2), tmp_path)
+  other = _tiny_config(num_train_steps=4)
+  other.model_kwargs.hidden = (32,)
+  with pytest.raises(ValueError, match=r"model_kwargs\.hidden: \[16\] -> \[32\]"):
+    train_and_evaluate(other, tmp_path)
+  # Without config.json to compare, a checkpoint that does not fit is still a short ValueError.
+  (tmp_path / "config.json").unlink()
+  with pytest.raises(ValueError, match="does not fit this config's model"):
+    train_and_evaluate(other, tmp_path)
+
+
+def test_training_longer_resumes_from_the_checkpoint(tmp_path, monkeypatch):
+  _use_loaders(monkeypatch, _train_loader(), _eval_loader())
+  train_and_evaluate(_tiny_config(num_train_steps=2), tmp_path)
+  result = train_and_evaluate(_tiny_config(num_train_steps=3), tmp_path)  # allowed change
+  assert int(result.state.step) == 3

@@ -160,6 +160,44 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int):
                           dtype=DTYPES[_cfg(config, "dtype", "float32")], **kwargs)
 
 
+# Keys that may change between a run and its resumption without changing what is computed.
+RESUMABLE_CHANGES = ("num_epochs", "num_train_steps", "progress", "log_every_steps",
+                     "checkpoint_every_steps", "async_checkpoints", "data.data_dir",
+                     "data.image_folder")
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, Mapping):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def check_resumable(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
+  """Raises ``ValueError`` when ``workdir`` holds a checkpoint written with another config.
+
+  An exact resume needs the same model, optimiser, data and seed; only the keys in
+  :data:`RESUMABLE_CHANGES` (how long to train, logging, where the data lives) may differ. The
+  message names every other key that differs, with both values.
+  """
+  workdir = pathlib.Path(workdir)
+  saved = workdir / "config.json"
+  ckpts = workdir / "checkpoints"
+  if not (saved.is_file() and ckpts.is_dir() and any(ckpts.iterdir())):
+    return
+  old = _flatten(json.loads(saved.read_text()))
+  new = _flatten(json.loads(config.to_json_best_effort()))
+  diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
+           if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)]
+  if diffs:
+    raise ValueError(
+        f"{workdir} holds checkpoints of a run with another config, so it cannot be resumed "
+        f"exactly; differing keys: {'; '.join(diffs)}. Use a new --workdir, or the same config.")
+
+
 def make_loaders(config: ml_collections.ConfigDict, info: Any) -> tuple[Any, Any]:
   """Train and eval loaders for this process's shard of the data.
 
@@ -282,6 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
   workdir.mkdir(parents=True, exist_ok=True)
+  check_resumable(config, workdir)
   if is_main:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
 
@@ -309,7 +348,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints",
                                      async_save=bool(_cfg(config, "async_checkpoints", True)))
-  restored = ckpt.restore(state)
+  try:
+    restored = ckpt.restore(state)
+  except Exception as e:  # orbax's own errors are deep and long: say what it means instead
+    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+    raise ValueError(
+        f"the checkpoint in {workdir / 'checkpoints'} does not fit this config's model and "
+        f"optimiser ({type(e).__name__}: {first}); use a new --workdir, or the config it was "
+        "written with") from None
   meta: dict[str, Any] = {"step": 0, "history": [], "best_eval_loss": None, "best_epoch": -1,
                           "bad_epochs": 0, "stopped_early": False, "partial": None}
   say = _printer(bool(_cfg(config, "progress", True)) and is_main)
