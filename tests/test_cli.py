@@ -1,0 +1,27 @@
+"""The train CLI: a user's mistake gets one clear line, not a traceback."""
+
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _train(*args, tmp_path):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.train",
+       "--config", "experiments/configs/cifar10_tutorial.py", "--workdir", str(tmp_path), *args],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_bad_config_value_is_one_clear_message(tmp_path):
+  out = _train("--config.optimizer=rmsprop", tmp_path=tmp_path)
+  assert out.returncode != 0
+  assert "error: unknown `optimizer` (='rmsprop')" in out.stderr, out.stderr
+  assert "Traceback" not in out.stderr
+  assert not (tmp_path / "checkpoints").exists()  # failed before anything was written
+
+
+def test_traceback_flag_shows_where(tmp_path):
+  out = _train("--config.optimizer=rmsprop", "--traceback", tmp_path=tmp_path)
+  assert out.returncode != 0 and "Traceback" in out.stderr
