@@ -89,6 +89,16 @@ def test_process_shards_are_disjoint_and_cover(n, k):
   assert max(sizes) - min(sizes) <= 1
 
 
+@pytest.mark.parametrize("n,k", [(10, 3), (50000, 8), (7, 7), (101, 4)])
+def test_equal_process_shards_for_multi_host(n, k):
+  # What load_arrays uses: equal sizes (same steps on every process), disjoint, in order, and
+  # only the last n % k examples left out.
+  ranges = [data.shard_range(3, 3 + n, i, k, drop_remainder=True) for i in range(k)]
+  assert {hi - lo for lo, hi in ranges} == {n // k}
+  covered = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
+  np.testing.assert_array_equal(covered, np.arange(3, 3 + n - n % k))
+
+
 def test_info_and_unknown_name():
   info = data.get_info("cifar10")
   assert info.image_shape == (32, 32, 3) and info.class_names[0] == "airplane"
@@ -158,7 +168,11 @@ def test_folder_process_shards(folder):
   shards = [data.load_arrays(None, "train[1:]", image_folder=folder, cache=False,
                              process_index=i, process_count=3) for i in range(3)]
   whole = data.load_arrays(None, "train[1:]", image_folder=folder, cache=False)
-  np.testing.assert_array_equal(np.concatenate([s["image"] for s in shards]), whole["image"])
+  # Equal shards (every process runs the same steps), in order; only the last n % 3 are left out.
+  n = len(whole["label"])
+  assert [len(s["label"]) for s in shards] == [n // 3] * 3
+  np.testing.assert_array_equal(np.concatenate([s["image"] for s in shards]),
+                                whole["image"][:n - n % 3])
 
 
 def test_missing_folder(tmp_path):

@@ -85,8 +85,9 @@ def tfds_dataset(name: str, split: str, *, data_dir: str | None = None, download
   tf = import_tf()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   if process_count > 1:
+    # Equal shards: every process must run the same number of steps (see shard_range).
     split = tfds.split_for_jax_process(split, process_index=process_index,
-                                       process_count=process_count)
+                                       process_count=process_count, drop_remainder=True)
   try:
     ds = tfds.load(name, split=split, data_dir=data_dir, download=download, shuffle_files=False)
   except Exception as e:  # pylint: disable=broad-except
@@ -457,7 +458,7 @@ def _folder_arrays(name, split, *, image_folder, process_index, process_count, c
       listing, read = list_image_folder(root, spec.name), _read_file
     class_names, n = listing.class_names, len(listing.files)
   start, stop = resolve_split(split, n)
-  lo, hi = shard_range(start, stop, process_index, process_count)
+  lo, hi = shard_range(start, stop, process_index, process_count, drop_remainder=True)
   if cache:
     out = {"image": arrays["image"][lo:hi], "label": arrays["label"][lo:hi]}
   else:
@@ -487,7 +488,9 @@ def load_arrays(name: str | None, split: str, *, data_dir: str | None = None,
       When set, tfds is not used (and TensorFlow is not imported).
     download: let tfds download when the data is not prepared.
     process_index, process_count: this process's disjoint, contiguous shard of the split
-      (defaults: ``jax.process_index()``, ``jax.process_count()``).
+      (defaults: ``jax.process_index()``, ``jax.process_count()``). Shards are equal, of
+      ``n // process_count`` examples, so every process runs the same number of steps; the
+      last ``n % process_count`` examples are left out (none with one process).
     cache, cache_dir: for ``image_folder``: keep the decoded split as an ``.npz`` (see
       :func:`read_image_folder`).
 

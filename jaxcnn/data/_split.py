@@ -92,15 +92,21 @@ def resolve_split(split: str, num_examples: int) -> tuple[int, int]:
   return start, stop
 
 
-def shard_range(start: int, stop: int, process_index: int, process_count: int) -> tuple[int, int]:
+def shard_range(start: int, stop: int, process_index: int, process_count: int, *,
+                drop_remainder: bool = False) -> tuple[int, int]:
   """This process's contiguous shard of ``[start, stop)``.
 
-  Shards are disjoint, cover the range, and differ in size by at most one (like
-  ``tfds.split_for_jax_process(..., drop_remainder=False)``).
+  With ``drop_remainder=False`` the shards are disjoint, cover the range, and differ in size by
+  at most one (``tfds.split_for_jax_process(..., drop_remainder=False)``). With
+  ``drop_remainder=True`` every shard has exactly ``n // process_count`` examples and the last
+  ``n % process_count`` are left out: what multi-host training needs, since every process must run
+  the same number of steps or the collectives wait forever.
 
   Example:
     >>> [shard_range(0, 10, i, 3) for i in range(3)]
     [(0, 3), (3, 6), (6, 10)]
+    >>> [shard_range(0, 10, i, 3, drop_remainder=True) for i in range(3)]
+    [(0, 3), (3, 6), (6, 9)]
   """
   if process_count < 1:
     raise ValueError(f"`process_count` (={process_count}) must be >= 1")
@@ -111,6 +117,9 @@ def shard_range(start: int, stop: int, process_index: int, process_count: int) -
   if n < process_count:
     raise ValueError(
         f"the split has {n} examples, fewer than `process_count` (={process_count})")
+  if drop_remainder:
+    size = n // process_count
+    return start + process_index * size, start + (process_index + 1) * size
   lo = start + process_index * n // process_count
   hi = start + (process_index + 1) * n // process_count
   return lo, hi
