@@ -39,14 +39,17 @@ def _weights(labels: jax.Array, mask: jax.Array | None) -> jax.Array:
 def top_k_correct(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
   """Whether each label is among the ``k`` highest logits: ``[B] float32`` of 0/1.
 
-  Counts the logits *strictly* greater than the label's logit, so ties resolve in the
-  model's favour and no sort is needed (cheap, deterministic, works for any ``k``).
+  The label's rank is the number of logits above it, plus the tied ones at a lower index: ties
+  go to the first index, as ``argmax`` does, so ``k=1`` equals :func:`accuracy` and a constant
+  (dead) model is not credited with every tied class. A non-finite label logit is never correct.
+  No sort is needed (cheap, deterministic, any ``k``).
   """
   if k < 1:
     raise ValueError(f"`k` (={k}) must be >= 1")
   label_logit = jnp.take_along_axis(logits, labels[:, None].astype(jnp.int32), axis=-1)
-  num_greater = jnp.sum(logits > label_logit, axis=-1)
-  return (num_greater < k).astype(jnp.float32)
+  before = jnp.arange(logits.shape[-1])[None, :] < labels[:, None]
+  rank = jnp.sum((logits > label_logit) | ((logits == label_logit) & before), axis=-1)
+  return ((rank < k) & jnp.isfinite(label_logit[:, 0])).astype(jnp.float32)
 
 
 def accuracy(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None) -> jax.Array:

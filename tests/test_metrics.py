@@ -9,18 +9,19 @@ from jaxcnn import metrics
 
 LOGITS = jnp.array([[3.0, 2.0, 1.0, 0.0],    # label 0: top-1
                     [0.0, 1.0, 3.0, 2.0],    # label 1: rank 3 (top-3, not top-2)
-                    [1.0, 1.0, 0.0, 0.0],    # label 1: tied with class 0 -> counts as top-1
-                    [0.0, 0.0, 0.0, 5.0]])   # label 2: rank 2 (tied with 0 and 1 below 3)
+                    [1.0, 1.0, 0.0, 0.0],    # label 1: tied with class 0, which wins -> top-2
+                    [0.0, 0.0, 0.0, 5.0]])   # label 2: behind 3, and behind tied 0, 1 -> top-4
 LABELS = jnp.array([0, 1, 1, 2])
 
 
 def test_accuracy_and_top_k_by_hand():
   # argmax picks the first maximum: row 2 predicts class 0 -> top-1 accuracy 1/4.
   assert float(metrics.accuracy(LOGITS, LABELS)) == 0.25
-  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 1), [1, 0, 1, 0])
-  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 2), [1, 0, 1, 1])
-  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 3), [1, 1, 1, 1])
-  assert float(metrics.top_k_accuracy(LOGITS, LABELS, k=2)) == 0.75
+  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 1), [1, 0, 0, 0])
+  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 2), [1, 0, 1, 0])
+  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 3), [1, 1, 1, 0])
+  np.testing.assert_array_equal(metrics.top_k_correct(LOGITS, LABELS, 4), [1, 1, 1, 1])
+  assert float(metrics.top_k_accuracy(LOGITS, LABELS, k=2)) == 0.5
   with pytest.raises(ValueError, match=r"\(=0\)"):
     metrics.top_k_correct(LOGITS, LABELS, 0)
 
@@ -69,3 +70,27 @@ def test_accumulator_weighted_means_and_state_dict_round_trip():
     assert out["loss"] == pytest.approx(1.25) and out["accuracy"] == pytest.approx(0.875)
   with pytest.raises(ValueError, match="count"):
     acc.add_sums({"loss": 1.0})
+
+
+def test_top_k_ties_go_to_the_first_index_like_argmax():
+  from jaxcnn import metrics
+  logits = jnp.zeros((4, 10))  # a dead model: every class tied
+  labels = jnp.array([0, 3, 4, 9])
+  np.testing.assert_array_equal(metrics.top_k_correct(logits, labels, 5), [1, 1, 1, 0])
+  np.testing.assert_array_equal(metrics.top_k_correct(logits, labels, 1), [1, 0, 0, 0])
+  assert float(metrics.accuracy(logits, labels)) == 0.25  # k=1 agrees with argmax
+  nan = jnp.full((2, 10), jnp.nan)
+  np.testing.assert_array_equal(metrics.top_k_correct(nan, jnp.array([0, 5]), 5), [0, 0])
+
+
+def test_top_k_against_a_sort_on_random_logits():
+  from jaxcnn import metrics
+  rng = np.random.default_rng(0)
+  logits = rng.integers(0, 4, (64, 10)).astype(np.float32)  # many ties
+  labels = rng.integers(0, 10, 64)
+  for k in (1, 3, 5):
+    # Reference: a stable sort by descending logit (ties: lower index first), label in top k.
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    expected = (order == labels[:, None]).any(axis=1)
+    np.testing.assert_array_equal(metrics.top_k_correct(jnp.asarray(logits), jnp.asarray(labels), k),
+                                  expected.astype(np.float32))
