@@ -200,9 +200,14 @@ def test_empty_class_folder_is_named(folder, tmp_path):
     data.list_image_folder(_tar(folder, tmp_path / "e.tar.gz"))
 
 
-def test_wrong_classes_for_a_known_dataset(folder):
-  with pytest.raises(ValueError, match="'cifar10'"):
-    data.load_arrays("cifar10", "train", image_folder=folder, cache=False)
+@pytest.mark.parametrize("cache", [False, True])
+def test_wrong_classes_for_a_known_dataset(tmp_path, cache):
+  # Images of the right shape (32x32x3), so only the class names can give it away.
+  root = _write_folder(tmp_path / "r", ["apple", "kiwi", "zebra"], 2, size=32)
+  with pytest.raises(ValueError,
+                     match=r"\(apple, kiwi, zebra\) are not the classes of 'cifar10' \(airplane"):
+    data.load_arrays("cifar10", "train", image_folder=root, cache=cache,
+                     cache_dir=tmp_path / "cache")
 
 
 # ------------------------------------------------------------------------------- tfds source

@@ -457,6 +457,12 @@ def _folder_arrays(name, split, *, image_folder, process_index, process_count, c
     else:
       listing, read = list_image_folder(root, spec.name), _read_file
     class_names, n = listing.class_names, len(listing.files)
+  if info is not None and tuple(class_names) != tuple(info.class_names):
+    # Labels index the sorted folder names: other folders would silently mislabel every image.
+    raise ValueError(
+        f"the class folders of {str(root)!r} ({', '.join(class_names)}) are not the classes of "
+        f"{name!r} ({', '.join(info.class_names)}), so the labels would be wrong; rename the "
+        "folders, or pass name=None for other data")
   start, stop = resolve_split(split, n)
   lo, hi = shard_range(start, stop, process_index, process_count, drop_remainder=True)
   if cache:
