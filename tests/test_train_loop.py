@@ -291,3 +291,20 @@ def test_training_longer_resumes_from_the_checkpoint(tmp_path, monkeypatch):
   train_and_evaluate(_tiny_config(num_train_steps=2), tmp_path)
   result = train_and_evaluate(_tiny_config(num_train_steps=3), tmp_path)  # allowed change
   assert int(result.state.step) == 3
+
+
+def test_a_longer_run_under_a_schedule_is_not_resumed(tmp_path, monkeypatch):
+  # The cosine curve depends on the total steps: resuming into a longer run would not be exact.
+  _use_loaders(monkeypatch, _train_loader(), _eval_loader())
+  train_and_evaluate(_tiny_config(num_train_steps=2, schedule="cosine"), tmp_path)
+  with pytest.raises(ValueError, match=r"num_train_steps: 2 -> 3"):
+    train_and_evaluate(_tiny_config(num_train_steps=3, schedule="cosine"), tmp_path)
+
+
+def test_switching_between_tfds_and_a_folder_copy_is_not_resumed(tmp_path, monkeypatch):
+  _use_loaders(monkeypatch, _train_loader(), _eval_loader())
+  config = _tiny_config(num_train_steps=2)
+  train_and_evaluate(config, tmp_path)
+  config.data.image_folder = str(tmp_path)  # any existing path: validated before the check
+  with pytest.raises(ValueError, match=r"data\.image_folder: None -> "):
+    train_and_evaluate(config, tmp_path)

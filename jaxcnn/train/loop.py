@@ -161,9 +161,22 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int):
 
 
 # Keys that may change between a run and its resumption without changing what is computed.
-RESUMABLE_CHANGES = ("num_epochs", "num_train_steps", "progress", "log_every_steps",
-                     "checkpoint_every_steps", "async_checkpoints", "data.data_dir",
-                     "data.image_folder")
+RESUMABLE_CHANGES = ("progress", "log_every_steps", "checkpoint_every_steps", "async_checkpoints")
+# The run's length sets the learning-rate curve of every schedule but 'constant'.
+LENGTH_KEYS = ("num_epochs", "num_train_steps")
+# The data may move (another path to the same copy), but tfds and a folder copy order the
+# examples differently, so a split would hold other images: no switching between them.
+DATA_PATH_KEYS = ("data.data_dir", "data.image_folder")
+
+
+def _may_change(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+  if key in RESUMABLE_CHANGES:
+    return True
+  if key in LENGTH_KEYS:
+    return old.get("schedule", "constant") == new.get("schedule", "constant") == "constant"
+  if key in DATA_PATH_KEYS:
+    return old.get(key) is not None and new.get(key) is not None
+  return False
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -179,9 +192,11 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def check_resumable(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
   """Raises ``ValueError`` when ``workdir`` holds a checkpoint written with another config.
 
-  An exact resume needs the same model, optimiser, data and seed; only the keys in
-  :data:`RESUMABLE_CHANGES` (how long to train, logging, where the data lives) may differ. The
-  message names every other key that differs, with both values.
+  An exact resume needs the same model, optimiser, data and seed. What may differ: logging and
+  checkpoint frequency (:data:`RESUMABLE_CHANGES`); the run's length when the schedule is
+  'constant' (any other schedule's curve depends on it); the path of the data, but not a switch
+  between tfds and a folder copy. The message names every other key that differs, with both
+  values.
   """
   workdir = pathlib.Path(workdir)
   saved = workdir / "config.json"
@@ -191,7 +206,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str | os.PathLik
   old = _flatten(json.loads(saved.read_text()))
   new = _flatten(json.loads(config.to_json_best_effort()))
   diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
-           if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)]
+           if old.get(k) != new.get(k) and not _may_change(k, old, new)]
   if diffs:
     raise ValueError(
         f"{workdir} holds checkpoints of a run with another config, so it cannot be resumed "
