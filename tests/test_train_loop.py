@@ -192,6 +192,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     ("dtype", "float8", "'float8'"),
     ("data.name", "imagenet", "'imagenet'"),
     ("data.normalize", "zscore", "'zscore'"),
+    ("ema", 1.0, r"\(=1.0\)"),
 ])
 def test_bad_config_values_fail_before_any_data_is_read(key, value, match, tmp_path,
                                                         monkeypatch):
@@ -308,3 +309,23 @@ def test_switching_between_tfds_and_a_folder_copy_is_not_resumed(tmp_path, monke
   config.data.image_folder = str(tmp_path)  # any existing path: validated before the check
   with pytest.raises(ValueError, match=r"data\.image_folder: None -> "):
     train_and_evaluate(config, tmp_path)
+
+
+@pytest.mark.parametrize("key,value", [("learning_rate", True), ("weight_decay", "0.1")])
+def test_optimizer_values_must_be_real_numbers(key, value):
+  # Plain dicts (fit(), notebooks) are not type-checked by ConfigDict: a bool is not a rate of 1.
+  from jaxcnn.train import optim
+  config = {"optimizer": "adam", "learning_rate": 1e-3, key: value}
+  with pytest.raises(ValueError, match=rf"`{key}` \(={value!r}\)"):
+    optim.validate_optimizer_config(config)
+
+
+def test_predict_compiles_once_for_any_number_of_images():
+  from jaxcnn import models
+  from jaxcnn.train import keras as keras_lib
+  x, y = _arrays(8, 1)
+  history = fit(models.get_model("mlp", hidden=(8,)), (x, y), epochs=1, batch_size=4, verbose=0)
+  keras_lib._predict_jit.clear_cache()
+  sizes = [predict(history.state, x[:n], batch_size=4).shape for n in (0, 1, 3, 4, 7)]
+  assert sizes == [(0, 10), (1, 10), (3, 10), (4, 10), (7, 10)]
+  assert keras_lib._predict_jit._cache_size() == 1

@@ -34,7 +34,8 @@ Keys (every config has them):
     grad_clip_norm (0 = off).
   label_smoothing (train loss only); ema (decay of an EMA of the params used for eval, 0 = off);
   dtype: 'float32' | 'bfloat16' (compute dtype; parameters stay float32).
-  patience: early stopping on eval loss (0 = off); the best epoch's params are kept.
+  patience: early stopping on eval loss (0 = off); the best epoch's params are kept;
+    early_stopping_min_delta (default 0): the least decrease of eval loss that counts.
   checkpoint_every_steps (0 = only at epoch ends); log_every_steps (host sync + NaN check);
   progress: the tqdm bar and the epoch lines (process 0).
   data.name: 'cifar10' | 'mnist'; data.train_split / data.eval_split: tfds split syntax;

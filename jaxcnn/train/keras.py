@@ -214,16 +214,17 @@ def evaluate(state: TrainState, data: Any, *, batch_size: int = 256) -> dict[str
 def predict(state: TrainState, x: Any, *, batch_size: int = 256) -> np.ndarray:
   """Logits ``[N, K] float32`` for images ``x: [N, H, W, C]`` (eval mode, EMA params if kept).
 
-  The last batch is padded to ``batch_size`` so one compilation serves every call.
+  Every batch, the last too, is padded to ``batch_size``, so one compilation serves every call
+  whatever ``N`` (``N = 0`` gives ``[0, K]``).
   """
   x = np.asarray(x, np.float32)
   n = x.shape[0]
   out = []
-  for i in range(0, n, batch_size):
+  for i in range(0, max(n, 1), batch_size):
     chunk = x[i:i + batch_size]
-    pad = batch_size - chunk.shape[0] if n > batch_size else 0
+    pad = batch_size - chunk.shape[0]
     if pad:
       chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
     logits = np.asarray(_predict_jit(state, chunk))
-    out.append(logits[:logits.shape[0] - pad])
+    out.append(logits[:batch_size - pad])
   return np.concatenate(out)

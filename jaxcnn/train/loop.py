@@ -125,12 +125,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   dtype = _cfg(config, "dtype", "float32")
   if dtype not in DTYPES:
     raise ValueError(f"unknown `dtype` (={dtype!r}); known: {', '.join(DTYPES)}")
-  smoothing = _cfg(config, "label_smoothing", 0.0)
-  if not 0.0 <= smoothing < 1.0:
-    raise ValueError(f"`label_smoothing` (={smoothing!r}) must be in [0, 1)")
-  ema = _cfg(config, "ema", 0.0)
-  if not 0.0 <= ema < 1.0:
-    raise ValueError(f"`ema` (={ema!r}) must be in [0, 1) (0 = off)")
+  for key, what in (("label_smoothing", ""), ("ema", " (0 = off)")):
+    value = _cfg(config, key, 0.0)
+    if not optim._is_number(value) or not 0.0 <= value < 1.0:
+      raise ValueError(f"`{key}` (={value!r}) must be a number in [0, 1){what}")
+  for key in ("patience", "checkpoint_every_steps", "log_every_steps"):
+    value = _cfg(config, key, 0)
+    if isinstance(value, bool):
+      raise ValueError(f"`{key}` (={value!r}) must be an int >= 0")
   for key in ("patience", "checkpoint_every_steps", "log_every_steps"):
     value = _cfg(config, key, 0)
     if not isinstance(value, int) or value < 0:

@@ -107,17 +107,22 @@ def make_optimizer(config: Any, total_steps: int = 1,
   return optax.chain(*chain) if len(chain) > 1 else chain[0]
 
 
+def _is_number(value: Any) -> bool:
+  """A real number, not a bool (``True`` would otherwise pass as a learning rate of 1)."""
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def validate_optimizer_config(config: Any) -> None:
   """Raises ``ValueError`` naming the bad value; called before any data is loaded."""
   name = _get(config, "optimizer", "adam")
   if name not in OPTIMIZERS:
     raise ValueError(f"unknown `optimizer` (={name!r}); known: {', '.join(OPTIMIZERS)}")
   lr = _get(config, "learning_rate", 1e-3)
-  if not isinstance(lr, (int, float)) or not lr > 0:
+  if not _is_number(lr) or not lr > 0:
     raise ValueError(f"`learning_rate` (={lr!r}) must be a positive number")
   for key in ("weight_decay", "grad_clip_norm", "momentum"):
     value = _get(config, key, 0.0)
-    if not isinstance(value, (int, float)) or value < 0:
+    if not _is_number(value) or value < 0:
       raise ValueError(f"`{key}` (={value!r}) must be a number >= 0")
   schedule = _get(config, "schedule", "constant")
   if schedule not in SCHEDULES:
