@@ -329,3 +329,23 @@ def test_predict_compiles_once_for_any_number_of_images():
   sizes = [predict(history.state, x[:n], batch_size=4).shape for n in (0, 1, 3, 4, 7)]
   assert sizes == [(0, 10), (1, 10), (3, 10), (4, 10), (7, 10)]
   assert keras_lib._predict_jit._cache_size() == 1
+
+
+def test_schedules_by_hand():
+  from jaxcnn.train import optim
+
+  def lr(schedule, total, step, **kw):
+    config = {"learning_rate": 0.1, "schedule": schedule, **kw}
+    return float(optim.make_schedule(config, total, 10)(step))
+
+  assert lr("constant", 100, 99) == pytest.approx(0.1)
+  assert lr("cosine", 100, 0) == pytest.approx(0.1) and lr("cosine", 100, 100) == 0.0
+  assert lr("cosine", 100, 50) == pytest.approx(0.05)
+  assert lr("warmup_cosine", 100, 0) == 0.0 and lr("warmup_cosine", 100, 10) == pytest.approx(0.1)
+  assert lr("piecewise", 100, 49) == pytest.approx(0.1)
+  assert lr("piecewise", 100, 50) == pytest.approx(0.01)
+  assert lr("piecewise", 100, 75) == pytest.approx(0.001)
+  # A run so short that both default boundaries fall on step 1: both decays still apply.
+  assert lr("piecewise", 2, 1) == pytest.approx(0.001)
+  assert lr("piecewise", 100, 30, lr_boundaries_epochs=(2, 3), lr_decay_factor=0.5) == \
+      pytest.approx(0.025)

@@ -67,7 +67,11 @@ def make_schedule(config: Any, total_steps: int, steps_per_epoch: int) -> optax.
       bounds = [int(float(e) * steps_per_epoch) for e in epochs]
     else:
       bounds = [total_steps // 2, (3 * total_steps) // 4]
-    return optax.piecewise_constant_schedule(lr, {b: factor for b in bounds if b > 0})
+    scales: dict[int, float] = {}
+    for b in bounds:  # boundaries that coincide (short runs) must each still decay
+      if b > 0:
+        scales[b] = scales.get(b, 1.0) * factor
+    return optax.piecewise_constant_schedule(lr, scales)
   raise ValueError(f"unknown `schedule` (={name!r}); known: {', '.join(SCHEDULES)}")
 
 
