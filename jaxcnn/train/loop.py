@@ -368,6 +368,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   try:
     restored = ckpt.restore(state)
   except Exception as e:  # orbax's own errors are deep and long: say what it means instead
+    ckpt.close()
     first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
     raise ValueError(
         f"the checkpoint in {workdir / 'checkpoints'} does not fit this config's model and "
@@ -375,10 +376,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         "written with") from None
   meta: dict[str, Any] = {"step": 0, "history": [], "best_eval_loss": None, "best_epoch": -1,
                           "bad_epochs": 0, "stopped_early": False, "partial": None}
-  say = _printer(bool(_cfg(config, "progress", True)) and is_main)
+  verbose = bool(_cfg(config, "progress", True)) and is_main
+  say = _printer(verbose)
   if restored is not None:
     state, meta = restored
-    say(f"resuming from step {meta['step']} ({ckpt.latest.directory})")
+    # Shown even with progress off (``say`` is then log.info): a resumed run must never pass
+    # for a fresh one.
+    resumed = say if verbose else log.warning
+    resumed(f"resuming from step {meta['step']} ({ckpt.latest.directory})")
   history: list[dict[str, Any]] = list(meta["history"])
   if is_main:
     _write_jsonl(workdir / "metrics.jsonl", history)
@@ -387,7 +392,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   min_delta = float(_cfg(config, "early_stopping_min_delta", 0.0))
   log_every = int(_cfg(config, "log_every_steps", 50)) or steps_per_epoch
   ckpt_every = int(_cfg(config, "checkpoint_every_steps", 0))
-  show_progress = bool(_cfg(config, "progress", True)) and is_main
+  show_progress = verbose
   images_per_step = config.batch_size
 
   p_train = par.compile_train(train_step,
