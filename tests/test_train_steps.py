@@ -16,6 +16,7 @@ import pytest
 
 from jaxcnn import train
 from jaxcnn.train import Parallel, create_train_state, eval_step, train_step
+from jaxcnn.train.steps import AXIS_NAME, dropout_key
 
 
 class Tiny(nn.Module):
@@ -140,6 +141,20 @@ def test_mesh_matches_single_device_with_batchnorm_and_dropout():
   assert _max_diff(ref.batch_stats, got.batch_stats) < 1e-5
 
 
+def test_dropout_key_folds_step_and_device_index():
+  rng = jax.random.PRNGKey(0)
+  n = jax.local_device_count()
+  keys = jax.pmap(lambda r: dropout_key(r, jnp.int32(3), AXIS_NAME), axis_name=AXIS_NAME)(
+      jnp.stack([rng] * n))
+  keys = np.asarray(jax.random.key_data(keys)).reshape(n, -1)
+  assert len({k.tobytes() for k in keys}) == n  # every device its own key
+  for i in range(n):
+    expected = jax.random.fold_in(jax.random.fold_in(rng, 3), i)
+    np.testing.assert_array_equal(keys[i], np.asarray(jax.random.key_data(expected)).ravel())
+  np.testing.assert_array_equal(jax.random.key_data(dropout_key(rng, 3)),
+                                jax.random.key_data(jax.random.fold_in(rng, 3)))
+
+
 def test_pmap_folds_device_index_and_averages_batch_stats():
   par = Parallel("pmap")
   state = par.put_state(_state(Tiny(bn=True, dropout=0.5), optax.sgd(0.1)))
@@ -148,6 +163,19 @@ def test_pmap_folds_device_index_and_averages_batch_stats():
   # Replicas of the running statistics stay identical (pmean-ed every step).
   for leaf in jax.tree.leaves(stats):
     np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[:1], leaf.shape))
+
+
+def test_pmap_devices_draw_different_dropout_masks():
+  # Every device gets the same 2 examples. Were the masks the same on every device (no device
+  # index in the key), the averaged gradient would be the one device's gradient, and the pmap
+  # step would equal the single-device step on those 2 examples.
+  model, tx = Tiny(dropout=0.5), optax.sgd(1.0)
+  two = _batch(n=2)
+  n = jax.local_device_count()
+  tiled = {k: np.concatenate([v] * n) for k, v in two.items()}
+  got, _, _ = _run1("pmap", model, tx, [tiled])
+  ref, _, _ = _run1("none", model, tx, [two])
+  assert _max_diff(ref.params, got.params) > 1e-3
 
 
 def test_eval_step_masks_padding_and_counts_confusion():
@@ -224,3 +252,76 @@ def test_parallel_errors_name_the_values():
   with pytest.raises(ValueError, match=r"\(=12\).*\(=8\)"):
     train.check_batch_size(12, "mesh")
   train.check_batch_size(12, "none")
+
+
+_TWO_PROCESS_WORKER = '''
+import sys
+import jax
+jax.config.update("jax_platforms", "cpu")
+jax.config.update("jax_num_cpu_devices", 2)
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
+import flax.linen as nn
+import numpy as np
+import optax
+from jaxcnn.train import Parallel, create_train_state, eval_step, train_step
+
+class Linear(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    return nn.Dense(10)(x)
+
+
+model = Linear()
+rng = np.random.default_rng(0)
+x = rng.normal(size=(16, 6)).astype(np.float32)
+y = rng.integers(0, 10, 16).astype(np.int32)
+own = {"image": x[8 * pid:8 * pid + 8], "label": y[8 * pid:8 * pid + 8]}
+par = Parallel("pmap")
+state = create_train_state(model, jax.random.PRNGKey(0), (1, 6), optax.sgd(1.0))
+new = par.get_state(par.compile_train(train_step)(par.put_state(state), par.put_batch(own))[0])
+sums = par.metrics_to_host(par.compile_eval(eval_step)(par.put_state(state), par.put_batch(own)))
+# The reference: one device, the global batch (no collectives).
+ref = jax.jit(train_step)(state, {"image": x, "label": y})[0]
+diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+           for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(ref.params)))
+np.savez(out, count=sums["count"], diff=diff)
+'''
+
+
+@pytest.mark.slow
+def test_pmap_collectives_span_processes(tmp_path):
+  # Two processes x 2 CPU devices. With `jax.pmap(devices=jax.local_devices())` the psum/pmean
+  # would run per process: count 8 instead of 16, and each process would step with its own
+  # half-batch gradient.
+  import os
+  import pathlib
+  import socket
+  import subprocess
+  import sys
+
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  script = tmp_path / "worker.py"
+  script.write_text(_TWO_PROCESS_WORKER)
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+  env.pop("XLA_FLAGS", None)
+  procs = [subprocess.Popen([sys.executable, str(script), str(i), str(port),
+                             str(tmp_path / f"out{i}.npz")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  try:
+    logs = [p.communicate(timeout=240)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  for i, p in enumerate(procs):
+    assert p.returncode == 0, logs[i][-3000:]
+  for i in range(2):
+    out = np.load(tmp_path / f"out{i}.npz")
+    assert float(out["count"]) == 16.0
+    assert float(out["diff"]) < 1e-5

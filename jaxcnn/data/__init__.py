@@ -2,8 +2,8 @@
 
 Every loader yields plain dicts ``{'image': float [B, H, W, C] normalised, 'label': int32 [B]}``
 (+ ``'mask': float32 [B]`` for eval loaders, which pad the last batch). Order, shuffling and
-augmentation are a pure function of ``(seed, epoch, step)``, so ``loader.epoch(e, start_step=s)``
-resumes exactly.
+augmentation are a pure function of ``(seed, epoch, step)`` (and the process index, on processes
+other than 0 of a multi-process run), so ``loader.epoch(e, start_step=s)`` resumes exactly.
 
 Sources (all take tfds split syntax: ``'train[:45000]'``, ``'train[45000:]'``, ``'train[90%:]'``):
   * ``tfds.load`` (optionally from a prepared ``data_dir``; ``download=False`` never touches the

@@ -1,8 +1,13 @@
 """Batch loaders with one interface: ``loader.epoch(epoch, start_step) -> Iterator[dict]``.
 
-Order, augmentation and shuffling are a pure function of ``(seed, epoch, step)``:
+Order, augmentation and shuffling are a pure function of ``(seed, epoch, step)`` and the
+process index:
   * the epoch key is ``fold_in(key(seed), epoch)``, split into a permutation key and an
     augmentation root; step ``s`` augments with ``fold_in(aug_root, s)``;
+  * process ``p > 0`` of a multi-process run starts from ``fold_in(key(seed), p)`` instead of
+    ``key(seed)``, so hosts do not draw the same crops, flips and shard order in lock step.
+    Process 0 keeps the plain key: single-process runs (and their recorded results and
+    checkpoints) are bit-identical to those of loaders that knew nothing of processes;
   * so ``epoch(e, start_step=s)`` yields exactly the batches ``s, s+1, ...`` of ``epoch(e)``:
     exact resume after a checkpoint.
 """
@@ -25,10 +30,20 @@ from jaxcnn.data._sources import import_tf, load_arrays, resolve_process, tfds_d
 Batch = dict[str, jax.Array]
 
 
-def _epoch_keys(seed: int, epoch: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(permutation key, augmentation root) of an epoch."""
-  perm_key, aug_root = jax.random.split(jax.random.fold_in(jax.random.key(seed), epoch))
+def _epoch_keys(seed: int, epoch: jax.Array,
+                process_index: int = 0) -> tuple[jax.Array, jax.Array]:
+  """(permutation key, augmentation root) of an epoch on process ``process_index``."""
+  root = jax.random.key(seed)
+  if process_index:  # a Python int: process 0 keeps the single-process keys (module docstring)
+    root = jax.random.fold_in(root, process_index)
+  perm_key, aug_root = jax.random.split(jax.random.fold_in(root, epoch))
   return perm_key, aug_root
+
+
+def _check_process_index(process_index: int) -> int:
+  if not isinstance(process_index, (int, np.integer)) or process_index < 0:
+    raise ValueError(f"`process_index` (={process_index!r}) must be a non-negative int")
+  return int(process_index)
 
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float],
@@ -93,6 +108,9 @@ class DeviceLoader:
     dtype: dtype of the normalised images.
     sharding: optional ``jax.sharding.NamedSharding`` for the batches (batch axis sharded); the
       split is then replicated over that sharding's mesh. Single-process only.
+    process_index: this process's index (``jax.process_index()``; :func:`make_loader` passes
+      it), folded into the shuffling and augmentation keys when positive, so each host draws
+      its own; 0 gives the single-process keys.
 
   Example:
     >>> arrays = {'image': np.zeros((10, 8, 8, 3), np.uint8), 'label': np.arange(10)}
@@ -105,7 +123,7 @@ class DeviceLoader:
   def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, *, shuffle: bool, seed: int,
                augment: Any = None, mean: Sequence[float], std: Sequence[float],
                drop_remainder: bool = True, dtype: Any = jnp.float32,
-               sharding: jax.sharding.Sharding | None = None):
+               sharding: jax.sharding.Sharding | None = None, process_index: int = 0):
     images, labels = arrays["image"], np.asarray(arrays["label"])
     if images.ndim != 4 or images.dtype != np.uint8:
       raise ValueError(
@@ -120,6 +138,7 @@ class DeviceLoader:
     self.mean, self.std = _check_stats(mean, std, images.shape[-1])
     self.shuffle, self.seed, self.drop_remainder = bool(shuffle), int(seed), bool(drop_remainder)
     self.dtype = dtype
+    self.process_index = _check_process_index(process_index)
     self._augment = augment_lib.make_augment(augment)
 
     data_sharding = None
@@ -140,7 +159,7 @@ class DeviceLoader:
   def _order(self, epoch: jax.Array) -> jax.Array:
     n, padded = self.num_examples, self.steps_per_epoch * self.batch_size
     if self.shuffle:
-      order = jax.random.permutation(_epoch_keys(self.seed, epoch)[0], n)
+      order = jax.random.permutation(_epoch_keys(self.seed, epoch, self.process_index)[0], n)
     else:
       order = jnp.arange(n)
     if padded > n:
@@ -153,7 +172,8 @@ class DeviceLoader:
     idx = jax.lax.dynamic_slice(order, (step * b,), (b,))
     x = jnp.take(images, idx, axis=0)
     y = jnp.take(labels, idx, axis=0)
-    x = self._augment(jax.random.fold_in(_epoch_keys(self.seed, epoch)[1], step), x)
+    aug_root = _epoch_keys(self.seed, epoch, self.process_index)[1]
+    x = self._augment(jax.random.fold_in(aug_root, step), x)
     out = {"image": normalize(x, self.mean, self.std, self.dtype), "label": y}
     if not self.drop_remainder:
       out["mask"] = (step * b + jnp.arange(b) < self.num_examples).astype(jnp.float32)
@@ -184,14 +204,14 @@ class StreamLoader:
       ``{'image': uint8 [H, W, C], 'label': int32}`` (see :meth:`from_tfds`).
     num_examples: examples in ``source`` (needed only for a dataset of unknown cardinality).
     shuffle_buffer: tf.data shuffle buffer (default: the whole split: a true permutation).
-    Other arguments as :class:`DeviceLoader`.
+    Other arguments (``process_index`` included) as :class:`DeviceLoader`.
   """
 
   def __init__(self, source: Any, batch_size: int, *, shuffle: bool, seed: int,
                augment: Any = None, mean: Sequence[float], std: Sequence[float],
                drop_remainder: bool = True, dtype: Any = jnp.float32,
                num_examples: int | None = None, shuffle_buffer: int | None = None,
-               cache: bool = True):
+               cache: bool = True, process_index: int = 0):
     tf = import_tf()
     if isinstance(source, dict):
       images, labels = np.asarray(source["image"]), np.asarray(source["label"], np.int32)
@@ -216,6 +236,7 @@ class StreamLoader:
     self.mean, self.std = _check_stats(mean, std, self.image_shape[-1])
     self.shuffle, self.seed, self.drop_remainder = bool(shuffle), int(seed), bool(drop_remainder)
     self.dtype = dtype
+    self.process_index = _check_process_index(process_index)
     self.shuffle_buffer = int(shuffle_buffer or self.num_examples)
     self._augment = augment_lib.make_augment(augment)
     self._process_fn = jax.jit(self._process)
@@ -232,15 +253,17 @@ class StreamLoader:
       ...                                 augment=('crop', 'flip'))  # doctest: +SKIP
     """
     info = get_info(name)
+    process_index, process_count = resolve_process(process_index, process_count)
     ds, n = tfds_dataset(name, split, data_dir=data_dir, download=download,
                          process_index=process_index, process_count=process_count)
     kwargs.setdefault("mean", info.mean)
     kwargs.setdefault("std", info.std)
-    return cls(ds, batch_size, num_examples=n, **kwargs)
+    return cls(ds, batch_size, num_examples=n, process_index=process_index, **kwargs)
 
   def _process(self, images: jax.Array, labels: jax.Array, mask: jax.Array, epoch: jax.Array,
                step: jax.Array) -> Batch:
-    x = self._augment(jax.random.fold_in(_epoch_keys(self.seed, epoch)[1], step), images)
+    aug_root = _epoch_keys(self.seed, epoch, self.process_index)[1]
+    x = self._augment(jax.random.fold_in(aug_root, step), images)
     out = {"image": normalize(x, self.mean, self.std, self.dtype), "label": labels}
     if not self.drop_remainder:
       out["mask"] = mask
@@ -250,8 +273,11 @@ class StreamLoader:
     tf = import_tf()
     ds = self._ds
     if self.shuffle:
-      # A per-epoch op seed makes the order a pure function of (seed, epoch).
+      # A per-epoch op seed makes the order a pure function of (seed, epoch[, process]).
       op_seed = (self.seed * 1_000_003 + epoch) % (2**31 - 1)
+      if self.process_index:  # as in _epoch_keys: process 0 keeps the single-process order
+        op_seed = int(np.random.SeedSequence(
+            [self.seed, epoch, self.process_index]).generate_state(1)[0]) % (2**31 - 1)
       ds = ds.shuffle(self.shuffle_buffer, seed=op_seed, reshuffle_each_iteration=False)
     ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
     if start_step:
@@ -299,6 +325,8 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
     mean, std: default to ``DATASETS[name]``'s documented values; for ``name=None`` (other data)
       they are computed from the loaded split with :func:`compute_mean_std`; pass the training
       split's values explicitly for eval loaders of such data.
+    process_index, process_count: this process's shard (:func:`load_arrays`); the resolved
+      index also goes to the loader, which folds it into its shuffling and augmentation keys.
     Others: as :func:`load_arrays` and :class:`DeviceLoader`.
 
   Example:
@@ -313,12 +341,12 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
   if mean is None or std is None:
     if info is not None:
       mean, std = info.mean, info.std
+  process_index, process_count = resolve_process(process_index, process_count)
   common = dict(shuffle=train, seed=seed, augment=augment if train else None,
                 drop_remainder=train, dtype=dtype)
   if kind == "stream" and image_folder is None:
     if name is None:
       raise ValueError("`name` (=None) is only allowed with `image_folder`")
-    process_index, process_count = resolve_process(process_index, process_count)
     return StreamLoader.from_tfds(name, split, batch_size, data_dir=data_dir, download=download,
                                   process_index=process_index, process_count=process_count,
                                   mean=mean, std=std, **common)
@@ -328,5 +356,7 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
   if mean is None or std is None:
     mean, std = compute_mean_std(arrays["image"])
   if kind == "stream":
-    return StreamLoader(arrays, batch_size, mean=mean, std=std, **common)
-  return DeviceLoader(arrays, batch_size, mean=mean, std=std, sharding=sharding, **common)
+    return StreamLoader(arrays, batch_size, mean=mean, std=std, process_index=process_index,
+                        **common)
+  return DeviceLoader(arrays, batch_size, mean=mean, std=std, sharding=sharding,
+                      process_index=process_index, **common)

@@ -4,7 +4,10 @@
 
 * ``'none'``: one device (``jax.devices()[0]``), plain ``jax.jit``;
 * ``'pmap'``: every local device, ``jax.pmap(..., axis_name=AXIS_NAME)``; the state is replicated
-  with a leading device axis and each batch is reshaped to ``[devices, B / devices, ...]``;
+  with a leading device axis and each batch is reshaped to ``[devices, B / devices, ...]``.
+  ``pmap`` is called without ``devices=``: by default it maps over the local devices while its
+  collectives span every process (``devices=``, if given, must list the same devices of all
+  processes on every process; a local-only list is wrong on more than one process);
 * ``'mesh'``: every device of every process in a 1-D ``Mesh`` with axis ``AXIS_NAME``; the state
   is replicated (``P()``), batches are sharded along their first axis (``P(AXIS_NAME)``) and
   ``jax.jit`` compiles the global-batch program (XLA inserts the all-reduces). This is the
@@ -90,9 +93,10 @@ class Parallel:
     if self.mode == "mesh":
       return jax.device_put(state, self.replicated)
     # Through an identity pmap, so the arrays carry the very sharding that the compiled step
-    # returns: the second step then hits the first step's compilation.
+    # returns: the second step then hits the first step's compilation. (No `devices=`: see the
+    # module docstring. `jax.device_put_replicated` is gone from JAX.)
     stacked = jax.tree.map(lambda x: np.stack([np.asarray(x)] * len(self.local_devices)), state)
-    return jax.pmap(lambda s: s, axis_name=AXIS_NAME, devices=self.local_devices)(stacked)
+    return jax.pmap(lambda s: s, axis_name=AXIS_NAME)(stacked)
 
   def get_state(self, state: Any) -> Any:
     """The canonical single-copy state (for checkpoints, evaluation on the host, tests)."""
@@ -126,7 +130,7 @@ class Parallel:
     """``step_fn(state, batch, *, axis_name, **static)`` compiled for this mode, state donated."""
     if self.mode == "pmap":
       return jax.pmap(functools.partial(step_fn, axis_name=AXIS_NAME, **static),
-                      axis_name=AXIS_NAME, donate_argnums=0, devices=self.local_devices)
+                      axis_name=AXIS_NAME, donate_argnums=0)
     fn = functools.partial(step_fn, axis_name=None, **static)
     if self.mode == "mesh":
       # Keep the state replicated (and metrics too): a fixed output sharding means the
@@ -138,7 +142,7 @@ class Parallel:
     """``step_fn(state, batch, *, axis_name, **static)`` compiled for this mode (no donation)."""
     if self.mode == "pmap":
       return jax.pmap(functools.partial(step_fn, axis_name=AXIS_NAME, **static),
-                      axis_name=AXIS_NAME, devices=self.local_devices)
+                      axis_name=AXIS_NAME)
     fn = functools.partial(step_fn, axis_name=None, **static)
     if self.mode == "mesh":
       return jax.jit(fn, out_shardings=self.replicated)

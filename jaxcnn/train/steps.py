@@ -38,6 +38,22 @@ def _masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
   return jnp.sum(values * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
+def dropout_key(rng: jax.Array, step: jax.Array, axis_name: str | None = None) -> jax.Array:
+  """The dropout key of step ``step``: ``fold_in(rng, step)``, then the device index under pmap.
+
+  A pure function of ``(seed, step[, device])``, so resumed runs draw the same masks; under
+  ``pmap`` each device draws its own masks (the same mask on every device would make the
+  devices' examples share dropout patterns). Under ``jit`` over a ``Mesh`` (``axis_name=None``)
+  the one global-batch mask already differs across the batch.
+
+  >>> k = dropout_key(jax.random.PRNGKey(0), jnp.int32(3))
+  """
+  key = jax.random.fold_in(rng, step)
+  if axis_name is not None:
+    key = jax.random.fold_in(key, lax.axis_index(axis_name))
+  return key
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                axis_name: str | None = None, label_smoothing: float = 0.0,
                ema_decay: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -61,10 +77,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   >>> import functools, jax
   >>> step = jax.jit(functools.partial(train_step, label_smoothing=0.1), donate_argnums=0)
   """
-  # The key of step n is a pure function of (seed, n[, device]): resumed runs draw the same masks.
-  dropout_key = jax.random.fold_in(state.rng, state.step)
-  if axis_name is not None:
-    dropout_key = jax.random.fold_in(dropout_key, lax.axis_index(axis_name))
+  key = dropout_key(state.rng, state.step, axis_name)
   images, labels = batch["image"], batch["label"]
   mask = batch.get("mask")
   has_stats = bool(state.batch_stats)
@@ -74,10 +87,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
     if has_stats:
       variables["batch_stats"] = state.batch_stats
       logits, updates = state.apply_fn(variables, images, train=True,
-                                       rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+                                       rngs={"dropout": key}, mutable=["batch_stats"])
       new_stats = updates["batch_stats"]
     else:
-      logits = state.apply_fn(variables, images, train=True, rngs={"dropout": dropout_key})
+      logits = state.apply_fn(variables, images, train=True, rngs={"dropout": key})
       new_stats = state.batch_stats
     logits = logits.astype(jnp.float32)
     losses = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
