@@ -22,9 +22,12 @@ RECORD_KEYS = {"epoch", "step", "train_loss", "train_accuracy", "eval_loss", "ev
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", [cifar10_tutorial, mnist_mlp], ids=["cifar10", "mnist"])
-def test_config_trains_end_to_end_on_mock_data(module, tmp_path):
+@pytest.mark.parametrize("module,parallel", [(cifar10_tutorial, "none"), (mnist_mlp, "none"),
+                                             (mnist_mlp, "mesh")],
+                         ids=["cifar10", "mnist", "mnist-mesh"])
+def test_config_trains_end_to_end_on_mock_data(module, parallel, tmp_path):
   config = module.get_config()
+  config.parallel = parallel  # mesh: 8 faked devices, batches made sharded by the loader
   if config.model == "mlp":
     config.model_kwargs.hidden = (32,)
   config.batch_size = 8
@@ -97,7 +100,7 @@ class _NanAtStep(_CrashingLoader):
 
 
 def _use_loaders(monkeypatch, train, evaluation):
-  monkeypatch.setattr(loop, "make_loaders", lambda config, info: (train, evaluation))
+  monkeypatch.setattr(loop, "make_loaders", lambda config, info, **kw: (train, evaluation))
 
 
 def _train_loader(seed=0, label=None):
@@ -349,3 +352,17 @@ def test_schedules_by_hand():
   assert lr("piecewise", 2, 1) == pytest.approx(0.001)
   assert lr("piecewise", 100, 30, lr_boundaries_epochs=(2, 3), lr_decay_factor=0.5) == \
       pytest.approx(0.025)
+
+
+def test_mesh_mode_batches_come_out_of_the_loader_already_sharded():
+  from jaxcnn import data
+  from jaxcnn.train import parallel as parallel_lib
+  par = parallel_lib.Parallel("mesh")
+  config = _tiny_config(parallel="mesh")
+  with tfds.testing.mock_data(num_examples=16):
+    train, evaluation = loop.make_loaders(config, data.get_info("mnist"),
+                                          batch_sharding=par.batch_sharding)
+  for loader in (train, evaluation):
+    batch = next(iter(loader.epoch(0)))
+    assert batch["image"].sharding == par.batch_sharding  # no copy from device 0 needed
+    assert len(batch["image"].sharding.device_set) == 8

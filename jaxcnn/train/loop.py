@@ -215,10 +215,13 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str | os.PathLik
         f"exactly; differing keys: {'; '.join(diffs)}. Use a new --workdir, or the same config.")
 
 
-def make_loaders(config: ml_collections.ConfigDict, info: Any) -> tuple[Any, Any]:
+def make_loaders(config: ml_collections.ConfigDict, info: Any, *,
+                 batch_sharding: Any = None) -> tuple[Any, Any]:
   """Train and eval loaders for this process's shard of the data.
 
-  Each loader's ``batch_size`` is this process's share of the global batch.
+  Each loader's ``batch_size`` is this process's share of the global batch. ``batch_sharding``
+  (single-process ``'mesh'`` mode): the device-resident loader then makes every batch already
+  sharded over the mesh, instead of on one device to be copied out by the train loop.
   """
   from jaxcnn import data
   count, index = jax.process_count(), jax.process_index()
@@ -234,6 +237,8 @@ def make_loaders(config: ml_collections.ConfigDict, info: Any) -> tuple[Any, Any
     # x / 255 and nothing else, as the Keras tutorials do: keeps recipes comparable with theirs.
     channels = data.get_info(config.data.name).image_shape[-1]
     common.update(mean=(0.0,) * channels, std=(1.0,) * channels)
+  if batch_sharding is not None and count == 1 and common["kind"] == "device":
+    common["sharding"] = batch_sharding
   eval_batch = (_cfg(config, "eval_batch_size", 0) or config.batch_size) // count
   train = data.make_loader(config.data.name, config.data.train_split, config.batch_size // count,
                            train=True, augment=_augment_spec(config),
@@ -349,7 +354,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     summary = shapes.summary(model, input_shape, print_fn=None)
     (workdir / "summary.txt").write_text(str(summary) + "\n")
 
-  train_loader, eval_loader = make_loaders(config, info)
+  train_loader, eval_loader = make_loaders(
+      config, info, batch_sharding=par.batch_sharding if par.mode == "mesh" else None)
   steps_per_epoch = train_loader.steps_per_epoch
   if steps_per_epoch < 1:
     raise ValueError(f"the train split {config.data.train_split!r} has fewer examples "
