@@ -45,6 +45,7 @@ import ml_collections
 
 from jaxcnn import metrics as metrics_lib
 from jaxcnn.train import checkpoint as checkpoint_lib
+from jaxcnn.train._config import cfg_get, is_number
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
 from jaxcnn.train.state import TrainState, create_train_state
@@ -83,16 +84,6 @@ class TrainResult:
   best_epoch: int
 
 
-def _cfg(config: Any, key: str, default: Any) -> Any:
-  """``config.key`` if present (ConfigDicts may omit optional keys), else ``default``."""
-  node = config
-  for part in key.split("."):
-    if node is None or part not in node:
-      return default
-    node = node[part]
-  return node
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks every value the run uses; raises ``ValueError`` naming the bad one.
 
@@ -102,7 +93,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
   required = ("model", "seed", "batch_size", "num_epochs", "num_train_steps", "parallel",
               "optimizer", "learning_rate", "data.name", "data.train_split", "data.eval_split")
-  missing = [k for k in required if _cfg(config, k, None) is None]
+  missing = [k for k in required if cfg_get(config, k, None) is None]
   if missing:
     raise ValueError(f"config is missing required keys: {', '.join(missing)}")
   if config.model not in models.MODELS:
@@ -111,7 +102,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   optim.validate_optimizer_config(config)
   parallel_lib.validate_mode(config.parallel)
   for key in ("batch_size", "eval_batch_size"):
-    value = _cfg(config, key, None)
+    value = cfg_get(config, key, None)
     if key == "eval_batch_size" and not value:
       continue
     parallel_lib.check_batch_size(value, config.parallel, key)
@@ -122,22 +113,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.num_epochs == 0 and config.num_train_steps <= 0:
     raise ValueError("nothing to train: `num_epochs` (=0) and `num_train_steps` "
                      f"(={config.num_train_steps}) are both <= 0")
-  dtype = _cfg(config, "dtype", "float32")
+  dtype = cfg_get(config, "dtype", "float32")
   if dtype not in DTYPES:
     raise ValueError(f"unknown `dtype` (={dtype!r}); known: {', '.join(DTYPES)}")
   for key, what in (("label_smoothing", ""), ("ema", " (0 = off)")):
-    value = _cfg(config, key, 0.0)
-    if not optim._is_number(value) or not 0.0 <= value < 1.0:
+    value = cfg_get(config, key, 0.0)
+    if not is_number(value) or not 0.0 <= value < 1.0:
       raise ValueError(f"`{key}` (={value!r}) must be a number in [0, 1){what}")
   for key in ("patience", "checkpoint_every_steps", "log_every_steps"):
-    value = _cfg(config, key, 0)
+    value = cfg_get(config, key, 0)
     if isinstance(value, bool):
       raise ValueError(f"`{key}` (={value!r}) must be an int >= 0")
   for key in ("patience", "checkpoint_every_steps", "log_every_steps"):
-    value = _cfg(config, key, 0)
+    value = cfg_get(config, key, 0)
     if not isinstance(value, int) or value < 0:
       raise ValueError(f"`{key}` (={value!r}) must be an int >= 0")
-  loader = _cfg(config, "data.loader", "device")
+  loader = cfg_get(config, "data.loader", "device")
   if loader not in LOADERS:
     raise ValueError(f"unknown `data.loader` (={loader!r}); known: {', '.join(LOADERS)}")
   from jaxcnn import data
@@ -145,11 +136,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"unknown `data.name` (={config.data.name!r}); known: "
                      f"{', '.join(sorted(data.DATASETS))}")
   data.augment.make_augment(_augment_spec(config))  # unknown names fail here, not mid-run
-  normalize = _cfg(config, "data.normalize", "dataset")
+  normalize = cfg_get(config, "data.normalize", "dataset")
   if normalize not in NORMALIZATIONS:
     raise ValueError(f"unknown `data.normalize` (={normalize!r}); known: "
                      f"{', '.join(NORMALIZATIONS)}")
-  image_folder = _cfg(config, "data.image_folder", None)
+  image_folder = cfg_get(config, "data.image_folder", None)
   if image_folder and not os.path.exists(image_folder):
     raise ValueError(f"`data.image_folder` (={image_folder!r}) does not exist")
 
@@ -157,9 +148,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def make_model(config: ml_collections.ConfigDict, num_classes: int):
   """The model named by ``config.model`` (+ ``config.model_kwargs``) in ``config.dtype``."""
   from jaxcnn import models
-  kwargs = dict(_cfg(config, "model_kwargs", None) or {})
+  kwargs = dict(cfg_get(config, "model_kwargs", None) or {})
   return models.get_model(config.model, num_classes=num_classes,
-                          dtype=DTYPES[_cfg(config, "dtype", "float32")], **kwargs)
+                          dtype=DTYPES[cfg_get(config, "dtype", "float32")], **kwargs)
 
 
 # Keys that may change between a run and its resumption without changing what is computed.
@@ -226,20 +217,20 @@ def make_loaders(config: ml_collections.ConfigDict, info: Any, *,
   from jaxcnn import data
   count, index = jax.process_count(), jax.process_index()
   common = dict(
-      data_dir=_cfg(config, "data.data_dir", None),
-      image_folder=_cfg(config, "data.image_folder", None),
-      kind=_cfg(config, "data.loader", "device"),
+      data_dir=cfg_get(config, "data.data_dir", None),
+      image_folder=cfg_get(config, "data.image_folder", None),
+      kind=cfg_get(config, "data.loader", "device"),
       process_index=index,
       process_count=count,
       seed=config.seed,
   )
-  if _cfg(config, "data.normalize", "dataset") == "unit":
+  if cfg_get(config, "data.normalize", "dataset") == "unit":
     # x / 255 and nothing else, as the Keras tutorials do: keeps recipes comparable with theirs.
     channels = data.get_info(config.data.name).image_shape[-1]
     common.update(mean=(0.0,) * channels, std=(1.0,) * channels)
   if batch_sharding is not None and count == 1 and common["kind"] == "device":
     common["sharding"] = batch_sharding
-  eval_batch = (_cfg(config, "eval_batch_size", 0) or config.batch_size) // count
+  eval_batch = (cfg_get(config, "eval_batch_size", 0) or config.batch_size) // count
   train = data.make_loader(config.data.name, config.data.train_split, config.batch_size // count,
                            train=True, augment=_augment_spec(config),
                            **common)
@@ -250,7 +241,7 @@ def make_loaders(config: ml_collections.ConfigDict, info: Any, *,
 
 def _augment_spec(config: ml_collections.ConfigDict) -> Any:
   """``data.augment`` as a ``make_augment`` spec: 'crop,flip' -> ('crop', 'flip')."""
-  spec = _cfg(config, "data.augment", None)
+  spec = cfg_get(config, "data.augment", None)
   if isinstance(spec, str):
     spec = tuple(s.strip() for s in spec.split(",") if s.strip())
   return spec or None
@@ -365,12 +356,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   num_epochs = math.ceil(total_steps / steps_per_epoch)
 
   tx = optim.make_optimizer(config, total_steps, steps_per_epoch)
-  ema_decay = float(_cfg(config, "ema", 0.0))
+  ema_decay = float(cfg_get(config, "ema", 0.0))
   state = create_train_state(model, jax.random.PRNGKey(config.seed), input_shape, tx,
                              ema=ema_decay > 0)
 
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints",
-                                     async_save=bool(_cfg(config, "async_checkpoints", True)))
+                                     async_save=bool(cfg_get(config, "async_checkpoints", True)))
   try:
     restored = ckpt.restore(state)
   except Exception as e:  # orbax's own errors are deep and long: say what it means instead
@@ -382,7 +373,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         "written with") from None
   meta: dict[str, Any] = {"step": 0, "history": [], "best_eval_loss": None, "best_epoch": -1,
                           "bad_epochs": 0, "stopped_early": False, "partial": None}
-  verbose = bool(_cfg(config, "progress", True)) and is_main
+  verbose = bool(cfg_get(config, "progress", True)) and is_main
   say = _printer(verbose)
   if restored is not None:
     state, meta = restored
@@ -394,15 +385,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if is_main:
     _write_jsonl(workdir / "metrics.jsonl", history)
 
-  patience = int(_cfg(config, "patience", 0))
-  min_delta = float(_cfg(config, "early_stopping_min_delta", 0.0))
-  log_every = int(_cfg(config, "log_every_steps", 50)) or steps_per_epoch
-  ckpt_every = int(_cfg(config, "checkpoint_every_steps", 0))
+  patience = int(cfg_get(config, "patience", 0))
+  min_delta = float(cfg_get(config, "early_stopping_min_delta", 0.0))
+  log_every = int(cfg_get(config, "log_every_steps", 50)) or steps_per_epoch
+  ckpt_every = int(cfg_get(config, "checkpoint_every_steps", 0))
   show_progress = verbose
   images_per_step = config.batch_size
 
   p_train = par.compile_train(train_step,
-                              label_smoothing=float(_cfg(config, "label_smoothing", 0.0)),
+                              label_smoothing=float(cfg_get(config, "label_smoothing", 0.0)),
                               ema_decay=ema_decay)
   p_eval = par.compile_eval(eval_step)
   state = par.put_state(state)

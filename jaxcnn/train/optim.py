@@ -15,20 +15,15 @@ Config keys read (with defaults when absent):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax
 import optax
 
+from jaxcnn.train._config import cfg_get, is_number
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "onecycle", "piecewise")
-
-
-def _get(config: Any, name: str, default: Any) -> Any:
-  if isinstance(config, Mapping):
-    return config.get(name, default)
-  return getattr(config, name, default) if name in config else default  # ConfigDict
 
 
 def make_schedule(config: Any, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
@@ -47,22 +42,22 @@ def make_schedule(config: Any, total_steps: int, steps_per_epoch: int) -> optax.
   >>> float(make_schedule(c, 100, 10)(100))
   0.0
   """
-  lr = float(_get(config, "learning_rate", 1e-3))
-  name = _get(config, "schedule", "constant")
+  lr = float(cfg_get(config, "learning_rate", 1e-3))
+  name = cfg_get(config, "schedule", "constant")
   total_steps = max(int(total_steps), 1)
   if name == "constant":
     return optax.constant_schedule(lr)
   if name == "cosine":
     return optax.cosine_decay_schedule(lr, total_steps)
   if name == "warmup_cosine":
-    warmup = int(float(_get(config, "warmup_epochs", 1)) * steps_per_epoch)
+    warmup = int(float(cfg_get(config, "warmup_epochs", 1)) * steps_per_epoch)
     warmup = min(max(warmup, 1), total_steps - 1) if total_steps > 1 else 0
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total_steps, end_value=0.0)
   if name == "onecycle":
     return optax.cosine_onecycle_schedule(total_steps, lr)
   if name == "piecewise":
-    epochs = _get(config, "lr_boundaries_epochs", None)
-    factor = float(_get(config, "lr_decay_factor", 0.1))
+    epochs = cfg_get(config, "lr_boundaries_epochs", None)
+    factor = float(cfg_get(config, "lr_decay_factor", 0.1))
     if epochs:
       bounds = [int(float(e) * steps_per_epoch) for e in epochs]
     else:
@@ -87,47 +82,42 @@ def make_optimizer(config: Any, total_steps: int = 1,
   >>> tx = make_optimizer(ml_collections.ConfigDict({'optimizer': 'sgd', 'learning_rate': 0.1}))
   """
   validate_optimizer_config(config)
-  name = _get(config, "optimizer", "adam")
+  name = cfg_get(config, "optimizer", "adam")
   schedule = make_schedule(config, total_steps, steps_per_epoch)
-  wd = float(_get(config, "weight_decay", 0.0))
-  clip = float(_get(config, "grad_clip_norm", 0.0))
+  wd = float(cfg_get(config, "weight_decay", 0.0))
+  clip = float(cfg_get(config, "grad_clip_norm", 0.0))
   chain = []
   if clip > 0:
     chain.append(optax.clip_by_global_norm(clip))
   if name == "adamw":
-    chain.append(optax.adamw(schedule, b1=_get(config, "b1", 0.9), b2=_get(config, "b2", 0.999),
-                             eps=_get(config, "eps", 1e-7), weight_decay=wd,
+    chain.append(optax.adamw(schedule, b1=cfg_get(config, "b1", 0.9), b2=cfg_get(config, "b2", 0.999),
+                             eps=cfg_get(config, "eps", 1e-7), weight_decay=wd,
                              mask=_kernels_only))
   else:
     if wd > 0:
       chain.append(optax.add_decayed_weights(wd, mask=_kernels_only))
     if name == "adam":
-      chain.append(optax.adam(schedule, b1=_get(config, "b1", 0.9), b2=_get(config, "b2", 0.999),
-                              eps=_get(config, "eps", 1e-7)))
+      chain.append(optax.adam(schedule, b1=cfg_get(config, "b1", 0.9), b2=cfg_get(config, "b2", 0.999),
+                              eps=cfg_get(config, "eps", 1e-7)))
     else:  # sgd
-      momentum = float(_get(config, "momentum", 0.9))
+      momentum = float(cfg_get(config, "momentum", 0.9))
       chain.append(optax.sgd(schedule, momentum=momentum or None,
-                             nesterov=bool(_get(config, "nesterov", False))))
+                             nesterov=bool(cfg_get(config, "nesterov", False))))
   return optax.chain(*chain) if len(chain) > 1 else chain[0]
-
-
-def _is_number(value: Any) -> bool:
-  """A real number, not a bool (``True`` would otherwise pass as a learning rate of 1)."""
-  return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def validate_optimizer_config(config: Any) -> None:
   """Raises ``ValueError`` naming the bad value; called before any data is loaded."""
-  name = _get(config, "optimizer", "adam")
+  name = cfg_get(config, "optimizer", "adam")
   if name not in OPTIMIZERS:
     raise ValueError(f"unknown `optimizer` (={name!r}); known: {', '.join(OPTIMIZERS)}")
-  lr = _get(config, "learning_rate", 1e-3)
-  if not _is_number(lr) or not lr > 0:
+  lr = cfg_get(config, "learning_rate", 1e-3)
+  if not is_number(lr) or not lr > 0:
     raise ValueError(f"`learning_rate` (={lr!r}) must be a positive number")
   for key in ("weight_decay", "grad_clip_norm", "momentum"):
-    value = _get(config, key, 0.0)
-    if not _is_number(value) or value < 0:
+    value = cfg_get(config, key, 0.0)
+    if not is_number(value) or value < 0:
       raise ValueError(f"`{key}` (={value!r}) must be a number >= 0")
-  schedule = _get(config, "schedule", "constant")
+  schedule = cfg_get(config, "schedule", "constant")
   if schedule not in SCHEDULES:
     raise ValueError(f"unknown `schedule` (={schedule!r}); known: {', '.join(SCHEDULES)}")
