@@ -389,7 +389,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   min_delta = float(cfg_get(config, "early_stopping_min_delta", 0.0))
   log_every = int(cfg_get(config, "log_every_steps", 50)) or steps_per_epoch
   ckpt_every = int(cfg_get(config, "checkpoint_every_steps", 0))
-  show_progress = verbose
   images_per_step = config.batch_size
 
   p_train = par.compile_train(train_step,
@@ -412,7 +411,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       acc = (metrics_lib.Accumulator.from_state_dict(meta["partial"])
              if start_step and meta.get("partial") else metrics_lib.Accumulator())
       steps_this_epoch = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
-      bar = _progress(show_progress, steps_this_epoch, start_step, epoch, num_epochs)
+      bar = _progress(verbose, steps_this_epoch, start_step, epoch, num_epochs)
       t_epoch = t_timed = time.perf_counter()
       first_step_seconds = 0.0
       steps_run = 0
@@ -502,13 +501,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       if meta["stopped_early"]:
         say(f"early stopping: eval loss has not improved for {patience} epochs; "
             f"restoring epoch {meta['best_epoch']}")
-  finally:
-    ckpt.wait()
 
-  final = par.get_state(state)
-  if patience and meta["best_epoch"] > 0 and ckpt.latest_step(best=True) is not None:
-    final, _ = ckpt.restore(final, best=True)
-  ckpt.close()
+    final = par.get_state(state)
+    if patience and meta["best_epoch"] > 0 and ckpt.latest_step(best=True) is not None:
+      final, _ = ckpt.restore(final, best=True)
+  finally:
+    ckpt.close()  # waits for pending async saves, also when the run stops on an error
   return TrainResult(state=final, history=history, stopped_early=bool(meta["stopped_early"]),
                      best_epoch=int(meta["best_epoch"]))
 
