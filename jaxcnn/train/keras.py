@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -202,13 +201,7 @@ def evaluate(state: TrainState, data: Any, *, batch_size: int = 256) -> dict[str
   counts exactly once (the padded last batch is masked).
   """
   loader = _as_loader(data, batch_size, shuffle=False, seed=0, drop_remainder=False)
-  total = None
-  for batch in loader.epoch(0):
-    sums = _eval_jit(state, batch)
-    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-  acc = metrics_lib.Accumulator()
-  acc.add_sums(jax.device_get(total))
-  return acc.compute()
+  return evaluate_loader(_eval_jit, parallel_lib.Parallel("none"), state, loader)
 
 
 def predict(state: TrainState, x: Any, *, batch_size: int = 256) -> np.ndarray:
