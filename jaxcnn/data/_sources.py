@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxcnn._errors import brief
 from jaxcnn.data._info import DatasetInfo, DatasetNotFoundError, get_info
 from jaxcnn.data._split import parse_split, resolve_split, shard_range
 
@@ -93,11 +94,10 @@ def tfds_dataset(name: str, split: str, *, data_dir: str | None = None, download
   except Exception as e:  # pylint: disable=broad-except
     # tfds fails with anything from AssertionError to network errors; the user needs to know
     # what was tried and what to do, not TF's traceback.
-    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
     raise DatasetNotFoundError(
         f"dataset {name!r} (split {split!r}) is neither prepared nor downloadable: tried "
         f"tfds.load({name!r}, data_dir={data_dir!r}, download={download}) -> "
-        f"{type(e).__name__}: {first}. {_LOCAL_COPY_HINT}") from None
+        f"{brief(e)}. {_LOCAL_COPY_HINT}") from None
   ds = ds.map(lambda ex: {"image": ex["image"], "label": tf.cast(ex["label"], tf.int32)})
   n = int(ds.cardinality())
   if n < 0:

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxcnn import metrics as metrics_lib
+from jaxcnn._errors import brief
 from jaxcnn.train import checkpoint as checkpoint_lib
 from jaxcnn.train._config import cfg_get, is_number
 from jaxcnn.train import optim
@@ -366,10 +367,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     restored = ckpt.restore(state)
   except Exception as e:  # orbax's own errors are deep and long: say what it means instead
     ckpt.close()
-    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
     raise ValueError(
         f"the checkpoint in {workdir / 'checkpoints'} does not fit this config's model and "
-        f"optimiser ({type(e).__name__}: {first}); use a new --workdir, or the config it was "
+        f"optimiser ({brief(e)}); use a new --workdir, or the config it was "
         "written with") from None
   meta: dict[str, Any] = {"step": 0, "history": [], "best_eval_loss": None, "best_epoch": -1,
                           "bad_epochs": 0, "stopped_early": False, "partial": None}
