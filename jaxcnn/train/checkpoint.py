@@ -30,6 +30,33 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 
+def _handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+  """The two items of a checkpoint: the state (arrays) and ``meta`` (JSON)."""
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  for args in (ocp.args.StandardSave, ocp.args.StandardRestore):
+    registry.add("state", args, ocp.StandardCheckpointHandler)
+  for args in (ocp.args.JsonSave, ocp.args.JsonRestore):
+    registry.add("meta", args, ocp.JsonCheckpointHandler)
+  return registry
+
+
+def _describe(leaf: Any) -> str:
+  return "absent" if leaf is None else f"{leaf.dtype}{list(leaf.shape)}"
+
+
+def _check_fits(saved: Any, expected: Any, where: Any) -> None:
+  """Raises ``ValueError`` naming the first array whose saved shape/dtype differs."""
+  def by_name(tree):
+    return {jax.tree_util.keystr(path): leaf
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+  saved, expected = by_name(saved), by_name(expected)
+  for name in sorted(saved.keys() | expected.keys()):
+    a, b = saved.get(name), expected.get(name)
+    if a is None or b is None or tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+      raise ValueError(f"the checkpoint {where} does not fit: state{name} is "
+                       f"{_describe(a)} there, {_describe(b)} here")
+
+
 class Checkpointer:
   """Latest and best checkpoints of a train state plus a JSON ``meta`` dict.
 
@@ -46,7 +73,7 @@ class Checkpointer:
           max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
           enable_async_checkpointing=async_save)
       return ocp.CheckpointManager(self.directory / sub, options=options,
-                                   item_names=("state", "meta"))
+                                   handler_registry=_handler_registry())
 
     self.latest = manager("latest", keep)
     self.best = manager("best", 1)
@@ -86,6 +113,8 @@ class Checkpointer:
       return None
     target = serialization.to_state_dict(template)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    # Compare before reading: a restore that fails half-way leaves orbax's reads pending.
+    _check_fits(mgr.item_metadata(step)["state"], abstract, mgr.directory / str(step))
     restored = mgr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     state = serialization.from_state_dict(template, restored["state"])
