@@ -38,8 +38,12 @@ MODELS: dict[str, ModelFactory] = {}
 
 
 def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
-  """Decorator adding a factory ``f(*, num_classes, dtype, **kwargs) -> nn.Module`` to
-  :data:`MODELS` under ``name``."""
+  """Decorator adding a factory ``f(*, num_classes, dtype, axis_name=None, **kwargs) ->
+  nn.Module`` to :data:`MODELS` under ``name``.
+
+  ``axis_name`` is the data-parallel axis that BatchNorm layers average their batch moments
+  over (``jaxcnn.train.AXIS_NAME`` under ``pmap``, else ``None``); factories of nets without
+  BatchNorm accept it and ignore it."""
 
   def decorator(factory: ModelFactory) -> ModelFactory:
     if name in MODELS:
@@ -51,8 +55,11 @@ def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
 
 
 def get_model(name: str, *, num_classes: int = 10, dtype: Dtype = jnp.float32,
-              **kwargs: Any) -> nn.Module:
-  """Builds the model registered as ``name``; ``kwargs`` go to its factory.
+              axis_name: str | None = None, **kwargs: Any) -> nn.Module:
+  """Builds the model registered as ``name``; ``axis_name`` and ``kwargs`` go to its factory.
+
+  ``axis_name``: the ``pmap`` axis BatchNorm layers average batch moments over (None: one
+  device, or jit over a Mesh where XLA computes global moments itself).
 
   >>> get_model('mlp', hidden=(128,), dropout=0.1).hidden
   (128,)
@@ -61,7 +68,7 @@ def get_model(name: str, *, num_classes: int = 10, dtype: Dtype = jnp.float32,
     raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
   if num_classes < 1:
     raise ValueError(f"`num_classes` (={num_classes}) must be >= 1")
-  return MODELS[name](num_classes=num_classes, dtype=dtype, **kwargs)
+  return MODELS[name](num_classes=num_classes, dtype=dtype, axis_name=axis_name, **kwargs)
 
 
 def _logits(x: jax.Array) -> jax.Array:
@@ -129,27 +136,29 @@ class StrideNet(nn.Module):
 
 
 @register("tutorial_cnn")
-def tutorial_cnn(*, num_classes: int, dtype: Dtype, hidden: int = 64) -> nn.Module:
+def tutorial_cnn(*, num_classes: int, dtype: Dtype, hidden: int = 64,
+                 axis_name: str | None = None) -> nn.Module:
   """Keras tutorial CNN with a Dense(64) head: 122,570 parameters on 32x32x3."""
   return TutorialCNN(num_classes=num_classes, hidden=hidden, dtype=dtype)
 
 
 @register("tutorial_cnn_512")
-def tutorial_cnn_512(*, num_classes: int, dtype: Dtype) -> nn.Module:
+def tutorial_cnn_512(*, num_classes: int, dtype: Dtype,
+                     axis_name: str | None = None) -> nn.Module:
   """Keras tutorial CNN with a Dense(512) head: 586,250 parameters on 32x32x3."""
   return TutorialCNN(num_classes=num_classes, hidden=512, dtype=dtype)
 
 
 @register("mlp")
 def mlp(*, num_classes: int, dtype: Dtype, hidden: Sequence[int] = (512, 512),
-        dropout: float = 0.2) -> nn.Module:
+        dropout: float = 0.2, axis_name: str | None = None) -> nn.Module:
   """Keras MNIST MLP: 669,706 parameters on 28x28x1 with the defaults."""
   return MLP(num_classes=num_classes, hidden=tuple(hidden), dropout=dropout, dtype=dtype)
 
 
 @register("stridenet")
 def stridenet(*, num_classes: int, dtype: Dtype, features: Sequence[int] = (32, 64, 128),
-              head: str = "flatten") -> nn.Module:
+              head: str = "flatten", axis_name: str | None = None) -> nn.Module:
   """StrideNet: stride-2 3x3 convs (32, 64, 128), then Flatten (or GlobalAvgPool) + Dense."""
   if head not in ("flatten", "gap"):
     raise ValueError(f"StrideNet `head` (={head!r}) must be 'flatten' or 'gap'")

@@ -79,7 +79,7 @@ def test_unknown_model_lists_known_names():
 
 def test_register_adds_and_refuses_duplicates():
   @models.register("_test_tiny")
-  def tiny(*, num_classes, dtype):
+  def tiny(*, num_classes, dtype, axis_name=None):
     return models.MLP(num_classes=num_classes, hidden=(), dtype=dtype)
 
   try:
