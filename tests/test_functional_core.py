@@ -182,3 +182,15 @@ def test_get_activation():
 
 def test_docstring_examples():
   assert doctest.testmod(_core, raise_on_error=False).failed == 0
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.2])
+def test_leaky_relu_derivative_at_zero_is_the_slope(slope):
+  # PyTorch's convention: at exactly 0 the negative side's slope; slope 0 agrees with relu.
+  grad = jax.grad(lambda x: leaky_relu(x, slope))
+  assert float(grad(0.0)) == pytest.approx(slope)
+  assert float(grad(1e-3)) == 1.0 and float(grad(-1e-3)) == pytest.approx(slope)
+  assert float(leaky_relu(0.0, slope)) == 0.0
+  if slope == 0.0:
+    xs = jnp.array([-1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(jax.vmap(grad)(xs), jax.vmap(jax.grad(relu))(xs))

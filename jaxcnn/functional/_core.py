@@ -78,9 +78,17 @@ def relu(x: jax.Array) -> jax.Array:
 
 
 def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
-  """``x`` for ``x >= 0``, ``negative_slope * x`` otherwise (PyTorch's default slope)."""
+  """``x`` for ``x > 0``, ``negative_slope * x`` otherwise (PyTorch's default slope).
+
+  At exactly 0 the value is 0 either way; the derivative there is ``negative_slope``, as in
+  PyTorch, so with ``negative_slope=0`` it agrees with :func:`relu` (derivative 0 at 0).
+
+  >>> import jax
+  >>> float(jax.grad(leaky_relu)(0.0)), float(jax.grad(leaky_relu)(-2.0))
+  (0.009999999776482582, 0.009999999776482582)
+  """
   x = jnp.asarray(x)
-  return jnp.where(x >= 0, x, negative_slope * x)
+  return jnp.where(x > 0, x, negative_slope * x)
 
 
 def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:

@@ -29,9 +29,11 @@ def batch_norm(
   * ``train=True``: normalise with the batch mean and the **biased** batch variance (divided by
     the number of values ``n``, not ``n - 1``; as Flax and Keras, whereas PyTorch stores the
     unbiased one in its running variance), and return running statistics updated as
-    ``momentum * old + (1 - momentum) * batch``. With ``axis_name`` (inside ``pmap`` or
-    ``shard_map``) the batch mean and mean of squares are ``lax.pmean``-ed over that axis, so
-    every device uses the statistics of the global batch (equal per-device batch sizes).
+    ``momentum * old + (1 - momentum) * batch``. The moments are taken in two passes (mean,
+    then mean squared deviation), so inputs far from zero keep their precision. With
+    ``axis_name`` (inside ``pmap`` or ``shard_map``) each pass is ``lax.pmean``-ed over that
+    axis, so every device uses the statistics of the global batch (equal per-device batch
+    sizes).
   * ``train=False``: normalise with the running ``mean`` and ``var``, which are returned
     unchanged.
 
@@ -45,7 +47,8 @@ def batch_norm(
     mean: ``[C]`` running mean.
     var: ``[C]`` running (biased) variance.
     train: use and update batch statistics (``True``) or use the running ones.
-    momentum: weight of the old running statistics, in ``[0, 1]``.
+    momentum: weight of the *old* running statistics, in ``[0, 1]`` (Flax's and Keras'
+      convention; PyTorch's ``momentum`` is the weight of the batch, i.e. ``1 - momentum``).
     epsilon: added to the variance before the square root.
     axis_name: the device axis to average the batch moments over, or ``None``.
 
@@ -79,16 +82,21 @@ def batch_norm(
 
   if train:
     axes = tuple(range(x.ndim - 1))
-    # One-pass moments (one collective for both), taken about the running mean: the variance
-    # E[(x-k)^2] - E[x-k]^2 is the same for any constant k, and k = running mean ~ batch mean
-    # avoids the cancellation of E[x^2] - E[x]^2 when |mean| >> std.
-    shift = lax.stop_gradient(jnp.asarray(mean, compute_dtype))
-    d = xc - as_row(shift)
+    # Two passes (Welford-free, as PyTorch does): the mean first, then the mean of the squared
+    # deviations from it. A one-pass E[x^2] - E[x]^2 (even about the running mean, which is far
+    # from the batch mean on a fresh layer) cancels catastrophically when |mean| >> std. The
+    # second pass also returns E[d], a rounding-level correction to the mean and the variance
+    # (Chan, Golub & LeVeque's corrected two-pass algorithm). Under `axis_name` each pass is one
+    # `pmean`, so every device uses the global batch's moments.
+    mu0 = jnp.mean(xc, axis=axes)
+    if axis_name is not None:
+      mu0 = lax.pmean(mu0, axis_name)
+    d = xc - as_row(mu0)
     moments = jnp.stack([jnp.mean(d, axis=axes), jnp.mean(jnp.square(d), axis=axes)])
     if axis_name is not None:
       moments = lax.pmean(moments, axis_name)
     mean_d, mean_d2 = moments[0], moments[1]
-    batch_mean = shift + mean_d
+    batch_mean = mu0 + mean_d
     batch_var = jnp.maximum(mean_d2 - jnp.square(mean_d), 0.0)
     mu, sigma2 = batch_mean, batch_var
     new_mean = momentum * mean + (1.0 - momentum) * batch_mean.astype(jnp.result_type(mean))
