@@ -16,7 +16,7 @@ Precision: ``dtype`` is the compute dtype (e.g. ``jnp.bfloat16``), ``param_dtype
 dtype of the parameters (float32 by default). With ``dtype=None`` the computation runs in the
 promoted dtype of the input and the parameters.
 
-MAC convention (used by :func:`jaxcnn.shapes.summary`): ``layer.macs(input_shape,
+MAC convention (used by :func:`jaxcnn.inspect.summary`): ``layer.macs(input_shape,
 output_shape)`` counts the multiply-accumulates against *weights* for the whole batch in
 ``input_shape``:
 
@@ -39,8 +39,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Union
 
 import flax.linen as nn
@@ -73,14 +75,104 @@ def _spatial_rank(x: Array, layer: str) -> int:
   return x.ndim - 2
 
 
-def _activate(activation: ActivationLike, y: Array) -> Array:
-  if activation is None:
-    return y
-  return F.get_activation(activation)(y)
+# ---------------------------------------------------------------- hyper-parameter checks
+# Run when a layer is constructed (``Conv(0, 3)`` fails on that line, not deep inside JAX) and
+# phrased as `` Conv `features` (=0) must be an int >= 1 ``.
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_int(layer: str, name: str, value: Any, minimum: int = 1) -> None:
+  if not _is_int(value) or value < minimum:
+    raise ValueError(f"{layer} `{name}` (={value!r}) must be an int >= {minimum}")
+
+
+def _check_ints(layer: str, name: str, value: Any, minimum: int = 1) -> None:
+  """An int or a non-empty sequence of ints, each ``>= minimum``."""
+  if _is_int(value):
+    entries = (value,)
+  elif isinstance(value, Sequence) and not isinstance(value, str) and len(value):
+    entries = tuple(value)
+  else:
+    entries = None
+  if entries is None or not all(_is_int(v) and v >= minimum for v in entries):
+    raise ValueError(
+        f"{layer} `{name}` (={value!r}) must be an int >= {minimum} or a sequence of them")
+
+
+def _check_activation(layer: str, activation: Any) -> None:
+  try:
+    F.get_activation(activation)
+  except ValueError as e:
+    raise ValueError(f"{layer}: {e}") from None
+
+
+def _check_padding(layer: str, padding: Any) -> None:
+  if isinstance(padding, str):
+    if padding.upper() not in shapes.PADDING_STRINGS:
+      raise ValueError(
+          f"{layer} `padding` (={padding!r}) must be one of {shapes.PADDING_STRINGS}, an int "
+          "or per-dimension (lo, hi) pairs")
+  elif isinstance(padding, bool) or (_is_int(padding) and padding < 0):
+    raise ValueError(f"{layer} `padding` (={padding!r}) must be a string, an int >= 0 or "
+                     "per-dimension (lo, hi) pairs")
+
+
+def _check_rate(rate: Any, layer: str) -> None:
+  if not _is_real(rate) or not 0.0 <= rate < 1.0:
+    raise ValueError(f"{layer} `rate` (={rate!r}) must be a float in [0, 1)")
+
+
+def _is_relu(activation: ActivationLike) -> bool:
+  """True for the activations guided backprop and the dead-unit count treat as a ReLU."""
+  if isinstance(activation, str):
+    return activation.lower() == "relu"
+  return activation is F.relu or activation is jax.nn.relu
 
 
 class Layer(nn.Module):
-  """Base class of the jaxcnn layers: what :func:`jaxcnn.shapes.summary` reports as a row."""
+  """Base class of the jaxcnn layers: what :func:`jaxcnn.inspect.summary` reports as a row.
+
+  Subclasses check their hyper-parameters when constructed (:meth:`check`), and errors raised
+  by the functional op for a bad input are re-raised with the layer's name and path (``Conv
+  'Conv_2': kernel of size 3 is larger than the padded input 2 ...``).
+  """
+
+  def __post_init__(self) -> None:
+    self.check()
+    super().__post_init__()
+
+  @nn.nowrap
+  def check(self) -> None:
+    """Raises ``ValueError`` naming the layer and the bad hyper-parameter; no-op by default."""
+
+  @nn.nowrap
+  def label(self) -> str:
+    """``"Conv 'Block_0/Conv_1'"`` when bound inside a model, else the class name."""
+    path = "/".join(self.path) if self.scope is not None else ""
+    return f"{type(self).__name__} '{path}'" if path else type(self).__name__
+
+  @nn.nowrap
+  @contextlib.contextmanager
+  def _named_errors(self) -> Iterator[None]:
+    try:
+      yield
+    except ValueError as e:
+      raise ValueError(f"{self.label()}: {e}") from None
+
+  def activate(self, y: Array) -> Array:
+    """Applies this layer's fused ``activation`` (if it has one) to the pre-activation ``y``.
+
+    A separate (Flax-wrapped) method so that :mod:`jaxcnn.inspect` can intercept it: its input
+    is the ``'<layer>/pre_activation'`` feature map, and guided backprop swaps the ReLU.
+    """
+    activation = getattr(self, "activation", None)
+    return y if activation is None else F.get_activation(activation)(y)
 
   @nn.nowrap
   def macs(self, input_shape: Shape, output_shape: Shape) -> int:
@@ -126,24 +218,41 @@ class Conv(Layer):
   param_dtype: Dtype = jnp.float32
   precision: Any = None
 
+  @nn.nowrap
+  def check(self) -> None:
+    _check_int("Conv", "features", self.features)
+    _check_ints("Conv", "kernel_size", self.kernel_size)
+    _check_ints("Conv", "stride", self.stride)
+    _check_ints("Conv", "dilation", self.dilation)
+    _check_int("Conv", "groups", self.groups)
+    if self.features % self.groups:
+      raise ValueError(f"Conv `features` (={self.features}) must be divisible by `groups` "
+                       f"(={self.groups})")
+    _check_padding("Conv", self.padding)
+    _check_activation("Conv", self.activation)
+
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    n = _spatial_rank(x, "Conv")
-    k = shapes.normalize_tuple(self.kernel_size, n, "kernel_size")
-    in_channels = x.shape[-1]
-    if self.groups < 1 or in_channels % self.groups or self.features % self.groups:
-      raise ValueError(
-          f"`in_channels` (={in_channels}) and `features` (={self.features}) must be divisible "
-          f"by `groups` (={self.groups})")
+    with self._named_errors():
+      n = _spatial_rank(x, "Conv")
+      k = shapes.normalize_tuple(self.kernel_size, n, "kernel_size")
+      in_channels = x.shape[-1]
+      if in_channels % self.groups:
+        raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` "
+                         f"(={self.groups})")
+      # Checked before any parameter is created: the op's shape check names the layer.
+      shapes.conv_output_shape(x.shape, k, self.features, stride=self.stride,
+                               padding=self.padding, dilation=self.dilation)
     kernel = self.param("kernel", self.kernel_init,
                         (*k, in_channels // self.groups, self.features), self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-    y = F.conv(x, kernel, bias, stride=self.stride, padding=self.padding,
-               dilation=self.dilation, groups=self.groups, precision=self.precision)
-    return _activate(self.activation, y)
+    with self._named_errors():
+      y = F.conv(x, kernel, bias, stride=self.stride, padding=self.padding,
+                 dilation=self.dilation, groups=self.groups, precision=self.precision)
+    return self.activate(y)
 
   @nn.nowrap
   def macs(self, input_shape: Shape, output_shape: Shape) -> int:
@@ -172,17 +281,23 @@ class Dense(Layer):
   param_dtype: Dtype = jnp.float32
   precision: Any = None
 
+  @nn.nowrap
+  def check(self) -> None:
+    _check_int("Dense", "features", self.features)
+    _check_activation("Dense", self.activation)
+
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
     if x.ndim < 2:
-      raise ValueError(f"Dense expects an input [B, ..., features], got shape {tuple(x.shape)}")
+      raise ValueError(f"{self.label()} expects an input [B, ..., features], got shape "
+                       f"{tuple(x.shape)}")
     kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
                         self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-    return _activate(self.activation, F.dense(x, kernel, bias, precision=self.precision))
+    return self.activate(F.dense(x, kernel, bias, precision=self.precision))
 
   @nn.nowrap
   def macs(self, input_shape: Shape, output_shape: Shape) -> int:
@@ -194,6 +309,14 @@ class _Pool(Layer):
   window: Union[int, Sequence[int]]
   stride: Union[int, Sequence[int], None] = None
   padding: shapes.PaddingLike = "VALID"
+
+  @nn.nowrap
+  def check(self) -> None:
+    name = type(self).__name__
+    _check_ints(name, "window", self.window)
+    if self.stride is not None:
+      _check_ints(name, "stride", self.stride)
+    _check_padding(name, self.padding)
 
 
 class MaxPool(_Pool):
@@ -208,7 +331,8 @@ class MaxPool(_Pool):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    return F.max_pool(x, self.window, stride=self.stride, padding=self.padding)
+    with self._named_errors():
+      return F.max_pool(x, self.window, stride=self.stride, padding=self.padding)
 
 
 class AvgPool(_Pool):
@@ -222,8 +346,9 @@ class AvgPool(_Pool):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    return F.avg_pool(x, self.window, stride=self.stride, padding=self.padding,
-                      count_include_pad=self.count_include_pad)
+    with self._named_errors():
+      return F.avg_pool(x, self.window, stride=self.stride, padding=self.padding,
+                        count_include_pad=self.count_include_pad)
 
 
 class SumPool(_Pool):
@@ -236,7 +361,8 @@ class SumPool(_Pool):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    return F.sum_pool(x, self.window, stride=self.stride, padding=self.padding)
+    with self._named_errors():
+      return F.sum_pool(x, self.window, stride=self.stride, padding=self.padding)
 
 
 class LpPool(Layer):
@@ -250,10 +376,17 @@ class LpPool(Layer):
   stride: Union[int, Sequence[int], None] = None
   padding: shapes.PaddingLike = "VALID"
 
+  @nn.nowrap
+  def check(self) -> None:
+    if not _is_real(self.p) or not self.p >= 1:
+      raise ValueError(f"LpPool `p` (={self.p!r}) must be a number >= 1")
+    _Pool.check(self)
+
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    return F.lp_pool(x, self.p, self.window, stride=self.stride, padding=self.padding)
+    with self._named_errors():
+      return F.lp_pool(x, self.p, self.window, stride=self.stride, padding=self.padding)
 
 
 class GlobalAvgPool(Layer):
@@ -262,7 +395,8 @@ class GlobalAvgPool(Layer):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    return F.global_avg_pool(x)
+    with self._named_errors():
+      return F.global_avg_pool(x)
 
 
 class GlobalMaxPool(Layer):
@@ -271,12 +405,8 @@ class GlobalMaxPool(Layer):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    return F.global_max_pool(x)
-
-
-def _check_rate(rate: float, layer: str) -> None:
-  if not 0.0 <= rate < 1.0:
-    raise ValueError(f"{layer} `rate` (={rate!r}) must be in [0, 1)")
+    with self._named_errors():
+      return F.global_max_pool(x)
 
 
 class Dropout(Layer):
@@ -288,9 +418,12 @@ class Dropout(Layer):
   """
   rate: float
 
+  @nn.nowrap
+  def check(self) -> None:
+    _check_rate(self.rate, "Dropout")
+
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
-    _check_rate(self.rate, "Dropout")
     if not train or self.rate == 0.0:
       return x
     return F.dropout(self.make_rng("dropout"), x, self.rate)
@@ -301,9 +434,12 @@ class ChannelDropout(Layer):
   ``[B, 1, ..., 1, C]``. Same rng stream and train/eval behaviour as :class:`Dropout`."""
   rate: float
 
+  @nn.nowrap
+  def check(self) -> None:
+    _check_rate(self.rate, "ChannelDropout")
+
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
-    _check_rate(self.rate, "ChannelDropout")
     if not train or self.rate == 0.0:
       return x
     return F.channel_dropout(self.make_rng("dropout"), x, self.rate)
@@ -326,26 +462,60 @@ class Activation(Layer):
   """
   fn: Union[str, Callable[[Array], Array]]
 
+  @property
+  def activation(self) -> Union[str, Callable[[Array], Array]]:
+    """The same as ``fn``: what :meth:`Layer.activate` applies."""
+    return self.fn
+
+  @nn.nowrap
+  def check(self) -> None:
+    if self.fn is None:
+      raise ValueError("Activation `fn` (=None) must be an activation name or a callable")
+    _check_activation("Activation", self.fn)
+
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    return F.get_activation(self.fn)(x)
+    return self.activate(x)
 
 
 class BatchNorm(Layer):
   """Batch normalisation over all axes but the last (channels).
 
-  ``train=True`` normalises with the batch moments and, when the ``'batch_stats'`` collection
-  is mutable (``apply(..., mutable=['batch_stats'])``), stores the updated running moments
-  ``new = momentum * old + (1 - momentum) * batch``; when it is not mutable the running
-  statistics are left as they are (so a train-mode forward pass can be run read-only).
-  ``train=False`` normalises with the running moments. ``axis_name`` averages the batch
-  moments across devices (``lax.pmean``) inside ``pmap``/``shard_map``.
+  ``train=True`` normalises with the batch moments (two-pass, biased variance) and stores the
+  updated running moments ``new = momentum * old + (1 - momentum) * batch``; this needs the
+  ``'batch_stats'`` collection to be mutable, ``apply(..., train=True,
+  mutable=['batch_stats'])``, and raises otherwise (as Flax's BatchNorm does: a silent skip
+  would train with statistics that never move). ``train=False`` normalises with the running
+  moments. ``axis_name`` averages the batch moments across devices (``lax.pmean``) inside
+  ``pmap``/``shard_map``. The moments are computed in at least float32 whatever ``dtype``.
 
-  The moments are computed in at least float32 whatever the compute ``dtype``.
+  **Momentum convention** (Flax's and Keras'): ``momentum`` is the weight of the *old* running
+  statistics. PyTorch's ``nn.BatchNorm2d(momentum=m)`` is the weight of the *batch*, so it is
+  ``BatchNorm(momentum=1 - m)`` here; PyTorch's default 0.1 is 0.9 here (the default). PyTorch
+  also stores the unbiased (``n - 1``) batch variance in its running variance; here, as in
+  Flax and Keras, the biased one. Example, the speed-record nets' BatchNorm (airbench:
+  ``nn.BatchNorm2d(C, momentum=0.4, eps=1e-12)`` with the weight frozen at 1), new stats =
+  0.6 * old + 0.4 * batch::
 
-  Variables: params ``'scale'``, ``'bias'`` ``[C]``; batch_stats ``'mean'`` (zeros) and
-  ``'var'`` (ones) ``[C]``.
+      BatchNorm(momentum=0.6, epsilon=1e-12, use_scale=False)
+
+  **A frozen scale**: ``use_scale=False`` is a scale fixed at 1 that is not a parameter (what
+  PyTorch's ``weight.requires_grad = False`` at its initial value 1 computes); ``use_bias=False``
+  likewise drops the shift. To freeze a scale at another value, keep it a parameter and leave
+  it out of the optimiser (``optax.multi_transform`` / ``optax.set_to_zero``).
+
+  Variables: params ``'scale'``, ``'bias'`` ``[C]`` (when used); batch_stats ``'mean'``
+  (zeros) and ``'var'`` (ones) ``[C]``.
+
+  >>> bn = BatchNorm(momentum=0.6, epsilon=1e-12, use_scale=False)
+  >>> v = bn.init(jax.random.key(0), jnp.ones((4, 3)))
+  >>> list(v['params']), list(v['batch_stats'])
+  (['bias'], ['mean', 'var'])
+  >>> y, updates = bn.apply(v, jnp.arange(12.).reshape(4, 3), train=True,
+  ...                       mutable=['batch_stats'])
+  >>> updates['batch_stats']['mean'].tolist()   # 0.6 * 0 + 0.4 * [4.5, 5.5, 6.5]
+  [1.8000000715255737, 2.200000047683716, 2.6000001430511475]
   """
   momentum: float = 0.9
   epsilon: float = 1e-5
@@ -357,8 +527,24 @@ class BatchNorm(Layer):
   dtype: Dtype | None = None
   param_dtype: Dtype = jnp.float32
 
+  @nn.nowrap
+  def check(self) -> None:
+    if not _is_real(self.momentum) or not 0.0 <= self.momentum <= 1.0:
+      raise ValueError(f"BatchNorm `momentum` (={self.momentum!r}) must be a float in [0, 1] "
+                       "(the weight of the old running statistics)")
+    if not _is_real(self.epsilon) or not self.epsilon >= 0.0:
+      raise ValueError(f"BatchNorm `epsilon` (={self.epsilon!r}) must be a float >= 0")
+
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
+    if x.ndim < 2:
+      raise ValueError(f"{self.label()} expects an input [B, ..., C], got shape "
+                       f"{tuple(x.shape)}")
+    if train and not self.is_initializing() and not self.is_mutable_collection("batch_stats"):
+      raise ValueError(
+          f"{self.label()} in train mode updates 'batch_stats', which is immutable here: call "
+          "apply(..., train=True, mutable=['batch_stats']), or pass train=False to use the "
+          "running statistics")
     channels = x.shape[-1]
     stats_dtype = jnp.promote_types(self.param_dtype, jnp.float32)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (channels,), stats_dtype)
@@ -372,11 +558,8 @@ class BatchNorm(Layer):
     y, (new_mean, new_var) = F.batch_norm(
         x, scale, bias, ra_mean.value, ra_var.value, train=train, momentum=self.momentum,
         epsilon=self.epsilon, axis_name=self.axis_name)
-    # As in flax.linen.BatchNorm, init returns the initial statistics. Unlike it, a train-mode
-    # call with an immutable 'batch_stats' does not raise but just leaves them alone, so one
-    # can run a training-mode forward pass (e.g. to inspect batch-normalised activations)
-    # without writing state back.
-    if train and not self.is_initializing() and self.is_mutable_collection("batch_stats"):
+    # As in flax.linen.BatchNorm, init returns the initial statistics (not updated ones).
+    if train and not self.is_initializing():
       ra_mean.value = new_mean.astype(stats_dtype)
       ra_var.value = new_var.astype(stats_dtype)
     return y

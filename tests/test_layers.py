@@ -220,15 +220,14 @@ def test_batch_norm_train_updates_stats_eval_does_not():
   @jax.jit
   def run(variables, x):
     train = bn.apply(variables, x, train=True, mutable=["batch_stats"])
-    train_read_only = bn.apply(variables, x, train=True)
     evaluation = bn.apply(variables, x, train=False, mutable=["batch_stats"])
     ref_train = F.batch_norm(x, p["scale"], p["bias"], stats["mean"], stats["var"], train=True,
                              momentum=0.8)
     ref_eval = F.batch_norm(x, p["scale"], p["bias"], stats["mean"], stats["var"], train=False)
     fresh = bn.init(KEY, x, train=True)["batch_stats"]  # init does not update the stats
-    return train, train_read_only, evaluation, ref_train, ref_eval, fresh
+    return train, evaluation, ref_train, ref_eval, fresh
 
-  ((y, updates), y_ro, (y_eval, eval_updates), (ref_y, (ref_mean, ref_var)), (ref_y_eval, _),
+  ((y, updates), (y_eval, eval_updates), (ref_y, (ref_mean, ref_var)), (ref_y_eval, _),
    fresh) = run(variables, x)
   np.testing.assert_array_equal(fresh["mean"], np.zeros(4))
   np.testing.assert_array_equal(fresh["var"], np.ones(4))
@@ -236,8 +235,6 @@ def test_batch_norm_train_updates_stats_eval_does_not():
   np.testing.assert_allclose(updates["batch_stats"]["mean"], ref_mean, rtol=1e-6)
   np.testing.assert_allclose(updates["batch_stats"]["var"], ref_var, rtol=1e-6)
   assert not np.allclose(updates["batch_stats"]["mean"], stats["mean"])
-  # train mode without a mutable collection: normalises with the batch, stores nothing
-  np.testing.assert_allclose(y_ro, ref_y, rtol=1e-6, atol=1e-6)
   # eval mode: the running stats are used and left as they are
   np.testing.assert_array_equal(eval_updates["batch_stats"]["mean"], stats["mean"])
   np.testing.assert_array_equal(eval_updates["batch_stats"]["var"], stats["var"])
@@ -335,3 +332,70 @@ def test_layers_are_flax_modules_with_train_kwarg():
               L.Activation):
     assert issubclass(cls, L.Layer) and issubclass(cls, nn.Module)
     assert "train" in inspect.signature(cls.__call__).parameters
+
+
+# ------------------------------------------------------------------- misuse gives one clear line
+
+def test_batch_norm_train_mode_with_immutable_stats_raises_naming_the_fix():
+  x = _rand((4, 3))
+  net = L.Sequential([L.Dense(3), L.BatchNorm()])
+  variables = net.init(KEY, x)
+  with pytest.raises(ValueError, match=r"BatchNorm 'layers_1'.*mutable=\['batch_stats'\].*"
+                                       r"train=False"):
+    net.apply(variables, x, train=True)
+  net.apply(variables, x, train=False)  # eval mode needs nothing mutable
+  net.apply(variables, x, train=True, mutable=["batch_stats"])
+
+
+def test_batch_norm_frozen_unit_scale_speednet_settings():
+  # airbench's BatchNorm: PyTorch momentum 0.4 (batch weight) == 0.6 here (old weight),
+  # eps 1e-12, weight fixed at 1 and not trained.
+  x = _rand((16, 2, 2, 3)) * 2.0 + 5.0
+  bn = L.BatchNorm(momentum=0.6, epsilon=1e-12, use_scale=False)
+  variables = bn.init(KEY, x)
+  assert set(variables["params"]) == {"bias"}
+  y, upd = bn.apply(variables, x, train=True, mutable=["batch_stats"])
+  xd = np.asarray(x, np.float64)
+  bm, bv = xd.mean(axis=(0, 1, 2)), xd.var(axis=(0, 1, 2))
+  np.testing.assert_allclose(upd["batch_stats"]["mean"], 0.4 * bm, rtol=1e-5)
+  np.testing.assert_allclose(upd["batch_stats"]["var"], 0.6 + 0.4 * bv, rtol=1e-5)
+  np.testing.assert_allclose(y, (xd - bm) / np.sqrt(bv + 1e-12), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: L.Conv(0, 3), r"^Conv `features` \(=0\) must be an int >= 1$"),
+    (lambda: L.Conv(8.0, 3), r"^Conv `features` \(=8\.0\) must be an int >= 1$"),
+    (lambda: L.Conv(8, 0), r"^Conv `kernel_size` \(=0\) must be an int >= 1"),
+    (lambda: L.Conv(8, (3, -1)), r"^Conv `kernel_size` \(=\(3, -1\)\)"),
+    (lambda: L.Conv(8, 3, stride=0), r"^Conv `stride` \(=0\)"),
+    (lambda: L.Conv(8, 3, groups=0), r"^Conv `groups` \(=0\) must be an int >= 1$"),
+    (lambda: L.Conv(8, 3, groups=3), r"^Conv `features` \(=8\) must be divisible by `groups`"),
+    (lambda: L.Conv(8, 3, padding="same-ish"), r"^Conv `padding` \(='same-ish'\)"),
+    (lambda: L.Conv(8, 3, activation="rleu"), r"^Conv: unknown activation 'rleu'"),
+    (lambda: L.Dense(-5), r"^Dense `features` \(=-5\) must be an int >= 1$"),
+    (lambda: L.Dense(True), r"^Dense `features` \(=True\) must be an int >= 1$"),
+    (lambda: L.MaxPool(0), r"^MaxPool `window` \(=0\)"),
+    (lambda: L.AvgPool(2, stride=0), r"^AvgPool `stride` \(=0\)"),
+    (lambda: L.LpPool(0.5, 2), r"^LpPool `p` \(=0\.5\) must be a number >= 1$"),
+    (lambda: L.Dropout("0.5"), r"^Dropout `rate` \(='0\.5'\) must be a float in \[0, 1\)$"),
+    (lambda: L.ChannelDropout(1.0), r"^ChannelDropout `rate` \(=1\.0\)"),
+    (lambda: L.BatchNorm(momentum=1.5), r"^BatchNorm `momentum` \(=1\.5\)"),
+    (lambda: L.BatchNorm(epsilon=-1.0), r"^BatchNorm `epsilon` \(=-1\.0\)"),
+    (lambda: L.Activation("nope"), r"^Activation: unknown activation 'nope'"),
+])
+def test_bad_hyper_parameters_fail_at_construction_in_one_line(make, message):
+  with pytest.raises(ValueError, match=message) as info:
+    make()
+  assert "\n" not in str(info.value)
+
+
+def test_too_small_input_error_names_the_layer():
+  net = L.Sequential([L.Conv(4, 3), L.MaxPool(2), L.Conv(4, 3)])
+  with pytest.raises(ValueError, match=r"^Conv 'layers_2': kernel of size 3 is larger than the "
+                                       r"padded input 2"):
+    net.init(KEY, jnp.ones((1, 6, 6, 1)))
+  with pytest.raises(ValueError, match=r"^MaxPool 'layers_1': pooling window"):
+    L.Sequential([L.Conv(4, 3), L.MaxPool(4)]).init(KEY, jnp.ones((1, 5, 5, 1)))
+  with pytest.raises(ValueError, match=r"^Conv 'layers_0': `in_channels` \(=3\) must be "
+                                       r"divisible by `groups` \(=2\)"):
+    L.Sequential([L.Conv(4, 3, groups=2)]).init(KEY, jnp.ones((1, 8, 8, 3)))
