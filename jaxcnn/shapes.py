@@ -24,17 +24,17 @@ Padding may be given as
   * a sequence with one entry per spatial dimension, each an ``int`` or a ``(lo, hi)`` pair.
 Strings are case-insensitive.
 
-:func:`summary` prints a Keras-like table (layer, output shape, parameters, multiply-accumulates)
-of any model built from :mod:`jaxcnn.layers`, tracing it abstractly with ``jax.eval_shape``.
+:func:`summary` (the Keras-like model table) has moved to :func:`jaxcnn.inspect.summary`;
+``shapes.summary``, ``shapes.Summary`` and ``shapes.SummaryRow`` still work as lazy aliases
+(this module stays free of JAX and Flax, and no longer imports :mod:`jaxcnn.layers`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Union
+from collections.abc import Sequence
+from typing import Any, Union
 
 IntOrSeq = Union[int, Sequence[int]]
 PaddingLike = Union[str, int, Sequence[Union[int, tuple[int, int]]]]
@@ -266,184 +266,14 @@ def conv_param_count(
 
 
 # ------------------------------------------------------------------------------------------------
-# Model summary.
-#
-# JAX and Flax are imported inside `summary` only: jaxcnn.functional imports this module for the
-# shape arithmetic, and jaxcnn.layers imports jaxcnn.functional, so a top-level import of
-# jaxcnn.layers here would be circular (and would make the integer arithmetic above pay for
-# importing Flax).
-
-# Collections that hold no model state (Flax's `sow` outputs) and are left out of the counts.
-_NON_STATE_COLLECTIONS = ("intermediates",)
+# The model summary moved to jaxcnn.inspect (it needs Flax and jaxcnn.layers, which import this
+# module). These names resolve lazily, on first use, so importing jaxcnn.shapes stays cheap and
+# the import graph acyclic.
+_MOVED_TO_INSPECT = ("summary", "Summary", "SummaryRow")
 
 
-class SummaryRow(NamedTuple):
-  """One jaxcnn layer call: its module path, class, output shape (batch included), the number
-  of variables it owns (params and batch statistics) and its multiply-accumulates."""
-  name: str
-  layer_type: str
-  output_shape: tuple[int, ...]
-  params: int
-  macs: int
-
-
-def _fmt_bytes(n: int) -> str:
-  for unit in ("B", "KB", "MB", "GB"):
-    if n < 1024 or unit == "GB":
-      return f"{n:.2f} {unit}"
-    n /= 1024
-  raise AssertionError("unreachable")
-
-
-@dataclasses.dataclass(frozen=True)
-class Summary:
-  """What :func:`summary` returns; ``str(summary)`` is the text table.
-
-  ``total_params`` counts every variable (trainable ``params`` plus non-trainable state such as
-  BatchNorm's running ``mean``/``var``, as Keras does); ``trainable_params`` the ``params``
-  collection only. ``total_macs`` is for the batch in ``input_shape`` (use a batch of 1 for the
-  per-example count); see :mod:`jaxcnn.layers` for the MAC convention.
-  """
-  model_name: str
-  input_shape: tuple[int, ...]
-  rows: tuple[SummaryRow, ...]
-  total_params: int
-  trainable_params: int
-  total_macs: int
-  total_bytes: int = 0
-  trainable_bytes: int = 0
-
-  @property
-  def non_trainable_params(self) -> int:
-    return self.total_params - self.trainable_params
-
-  def __str__(self) -> str:
-    header = ("Layer (type)", "Output shape", "Params", "MACs")
-    body = [(f"{r.name or '(model)'} ({r.layer_type})" if r.layer_type else r.name,
-             str(r.output_shape) if r.output_shape else "", f"{r.params:,}", f"{r.macs:,}")
-            for r in self.rows]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(4)]
-
-    def fmt(line: Sequence[str]) -> str:
-      return "  ".join([line[0].ljust(widths[0]), line[1].ljust(widths[1]),
-                        line[2].rjust(widths[2]), line[3].rjust(widths[3])])
-
-    rule = sum(widths) + 6
-    non_trainable_bytes = self.total_bytes - self.trainable_bytes
-    lines = [
-        f'Model: "{self.model_name}"   input {self.input_shape}',
-        "=" * rule, fmt(header), "=" * rule,
-        *(fmt(line) for line in body),
-        "=" * rule,
-        f"Total params: {self.total_params:,} ({_fmt_bytes(self.total_bytes)})",
-        f"Trainable params: {self.trainable_params:,} ({_fmt_bytes(self.trainable_bytes)})",
-        f"Non-trainable params: {self.non_trainable_params:,} "
-        f"({_fmt_bytes(non_trainable_bytes)})",
-        f"Total MACs: {self.total_macs:,} (batch of {self.input_shape[0]})",
-        "-" * rule,
-    ]
-    return "\n".join(lines)
-
-
-def _subtree(tree: Any, path: Sequence[str]) -> Any:
-  for key in path:
-    if not isinstance(tree, Mapping) or key not in tree:
-      return None
-    tree = tree[key]
-  return tree
-
-
-def summary(
-    model: Any,
-    input_shape: Sequence[int],
-    *,
-    print_fn: Callable[[str], Any] | None = print,
-    input_dtype: Any = "float32",
-    **call_kwargs: Any,
-) -> Summary:
-  """Keras-like summary of a Flax model built from :mod:`jaxcnn.layers`.
-
-  The model is initialised under ``jax.eval_shape``, so no parameter is materialised and no
-  FLOP is spent; every call of a jaxcnn layer (``Sequential`` members and layers created inside
-  ``@nn.compact`` models alike) is caught with ``flax.linen.intercept_methods`` to record its
-  input and output shapes. A layer made of other jaxcnn layers is one row (the outermost call).
-  Variables not owned by any jaxcnn layer (e.g. a stock ``flax.linen.Dense``) appear as one
-  ``(other variables)`` row, so the rows always add up to ``total_params``.
-
-  Args:
-    model: an unbound ``flax.linen.Module`` with ``__call__(x, **call_kwargs)``.
-    input_shape: ``[B, *spatial, C]`` (batch included; MACs are for this batch).
-    print_fn: called with the table; ``None`` prints nothing.
-    input_dtype: dtype of the traced input.
-    **call_kwargs: passed to the model call, e.g. ``train=True``.
-
-  Returns:
-    a :class:`Summary`; ``str(summary)`` is the table that was printed.
-
-  >>> from jaxcnn.models import get_model
-  >>> s = summary(get_model('tutorial_cnn'), (1, 32, 32, 3), print_fn=None)
-  >>> s.total_params, s.rows[0].output_shape
-  (122570, (1, 30, 30, 32))
-  """
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-
-  from jaxcnn.layers import Layer  # pylint: disable=g-import-not-at-top
-
-  shape = tuple(input_shape)
-  if not shape or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in shape):
-    raise ValueError(f"`input_shape` (={input_shape!r}) must be a sequence of positive ints")
-
-  calls: list[tuple[tuple[str, ...], str, tuple[int, ...], int]] = []
-  open_layers: list[Any] = []
-
-  def interceptor(next_fun, args, kwargs, context):
-    module = context.module
-    if context.method_name != "__call__" or not isinstance(module, Layer):
-      return next_fun(*args, **kwargs)
-    open_layers.append(module)
-    try:
-      out = next_fun(*args, **kwargs)
-    finally:
-      open_layers.pop()
-    if not open_layers:  # only the outermost jaxcnn layer of a nest is a row
-      x = args[0] if args else kwargs["x"]
-      in_shape, out_shape = tuple(x.shape), tuple(out.shape)
-      calls.append((tuple(module.path), type(module).__name__, out_shape,
-                    int(module.macs(in_shape, out_shape))))
-    return out
-
-  def init(x):
-    rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    with nn.intercept_methods(interceptor):
-      return model.init(rngs, x, **call_kwargs)
-
-  variables = jax.eval_shape(init, jax.ShapeDtypeStruct(shape, input_dtype))
-  state = {c: v for c, v in variables.items() if c not in _NON_STATE_COLLECTIONS}
-
-  def count(tree: Any) -> tuple[int, int]:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return (sum(math.prod(leaf.shape) for leaf in leaves),
-            sum(math.prod(leaf.shape) * leaf.dtype.itemsize for leaf in leaves))
-
-  total_params, total_bytes = count(state)
-  trainable_params, trainable_bytes = count(state.get("params", {}))
-
-  rows, seen = [], set()
-  for path, layer_type, out_shape, macs in calls:
-    # A module called twice shares its weights: count them on the first call only.
-    params = 0 if path in seen else sum(count(_subtree(t, path))[0] for t in state.values())
-    seen.add(path)
-    rows.append(SummaryRow("/".join(path), layer_type, out_shape, params, macs))
-  other = total_params - sum(r.params for r in rows)
-  if other:
-    rows.append(SummaryRow("(other variables)", "", (), other, 0))
-
-  result = Summary(
-      model_name=type(model).__name__, input_shape=shape, rows=tuple(rows),
-      total_params=total_params, trainable_params=trainable_params,
-      total_macs=sum(r.macs for r in rows), total_bytes=total_bytes,
-      trainable_bytes=trainable_bytes)
-  if print_fn is not None:
-    print_fn(str(result))
-  return result
+def __getattr__(name: str) -> Any:
+  if name in _MOVED_TO_INSPECT:
+    from jaxcnn import inspect as _inspect  # pylint: disable=g-import-not-at-top
+    return getattr(_inspect, name)
+  raise AttributeError(f"module 'jaxcnn.shapes' has no attribute {name!r}")
