@@ -1,17 +1,27 @@
-"""Training plots, drawn with matplotlib's Agg canvas (no display, no pyplot global state).
+"""Plots for training and for the lessons, drawn with matplotlib's Agg canvas (no display, no
+pyplot global state).
 
-* :func:`plot_curves`: train and eval loss and accuracy per epoch (``curves.png``);
-* :func:`plot_confusion`: a confusion matrix with class names (``confusion.png``).
+Every function returns a matplotlib :class:`~matplotlib.figure.Figure` (a notebook shows it
+inline) and writes a PNG only when given ``path``, atomically (to a temporary file, then
+rename), so a viewer refreshing the image while training runs never reads half a PNG.
 
-Both write atomically (to a temporary file, then rename), so a viewer refreshing the image while
-training runs never reads half a PNG.
+* :func:`plot_curves`: loss and accuracy per epoch, from the loop's records or ``fit``'s History;
+* :func:`plot_confusion`: a confusion matrix with class names;
+* :func:`image_grid`: images with titles; :func:`feature_map_grid`: the channels of one
+  feature map; :func:`filter_grid`: conv kernels (RGB first-layer filters as colour images);
+* :func:`attribution_overlay`: attribution maps over their image;
+* :func:`model_diagram`: a box per layer with its input and output shapes (like Keras'
+  ``plot_model(show_shapes=True)``).
 
->>> plot_curves([{'epoch': 1, 'train_loss': 1.0, 'eval_loss': 1.1,
-...               'train_accuracy': 0.5, 'eval_accuracy': 0.45}], '/tmp/curves.png')
+>>> fig = plot_curves([{'epoch': 1, 'train_loss': 1.0, 'eval_loss': 1.1,
+...                     'train_accuracy': 0.5, 'eval_accuracy': 0.45}], '/tmp/curves.png')
+>>> type(fig).__name__
+'Figure'
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -20,14 +30,45 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> None:
-  path = pathlib.Path(path)
-  tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
+  """Attaches an Agg canvas (so ``fig`` renders without pyplot) and writes ``path`` if given."""
   FigureCanvasAgg(fig)
-  fig.savefig(tmp, dpi=100)
-  os.replace(tmp, path)
+  if path is not None:
+    path = pathlib.Path(path).expanduser()
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+  return fig
+
+
+# Keras-like History keys (`fit`) -> the loop's record keys.
+_KERAS_KEYS = {"loss": "train_loss", "accuracy": "train_accuracy", "val_loss": "eval_loss",
+               "val_accuracy": "eval_accuracy"}
+
+
+def _records(history: Any) -> list[Mapping[str, Any]]:
+  """The loop's per-epoch records from either accepted form (see :func:`plot_curves`)."""
+  if isinstance(history, Mapping):  # fit's History: {'loss': [...], 'val_loss': [...], ...}
+    history = getattr(history, "history", history)
+    lengths = {len(v) for v in history.values() if isinstance(v, Sequence)}
+    n = max(lengths, default=0)
+    records = []
+    for e in range(n):
+      r: dict[str, Any] = {"epoch": e + 1}
+      for key, value in history.items():
+        if isinstance(value, Sequence) and e < len(value):
+          r[_KERAS_KEYS.get(key, key)] = value[e]
+      records.append(r)
+    return records
+  records = list(history)
+  for i, r in enumerate(records):
+    if not isinstance(r, Mapping) or "epoch" not in r:
+      raise ValueError(f"`history` record {i} (={r!r}) must be a mapping with an 'epoch' key "
+                       "(metrics.jsonl records), or pass fit's History dict of lists")
+  return records
 
 
 def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -40,14 +81,20 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], 
   return xs, ys
 
 
-def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
-  """Loss (left) and accuracy (right) per epoch, train and eval, from ``metrics.jsonl`` records.
+def plot_curves(history: Any, path: str | os.PathLike | None = None) -> Figure:
+  """Loss (left) and accuracy (right) per epoch, train and eval.
 
   Args:
-    history: records with ``epoch`` and any of ``train_loss, eval_loss, train_accuracy,
-      eval_accuracy`` (missing or None values are skipped).
-    path: the PNG to write.
+    history: the loop's ``metrics.jsonl`` records (dicts with ``epoch`` and any of
+      ``train_loss, eval_loss, train_accuracy, eval_accuracy``; missing or None values are
+      skipped), or a Keras-like History from :func:`jaxcnn.train.fit` (``{'loss': [...],
+      'accuracy': [...], 'val_loss': [...], 'val_accuracy': [...]}``, epochs counted from 1).
+    path: the PNG to write, or None.
+
+  Returns:
+    the Figure.
   """
+  history = _records(history)
   fig = Figure(figsize=(10, 4), layout="constrained")
   for ax, what in zip(fig.subplots(1, 2), ("loss", "accuracy")):
     for split, style in (("train", "o-"), ("eval", "s--")):
@@ -59,12 +106,12 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) -
     ax.grid(True, alpha=0.3)
     if ax.has_data():
       ax.legend()
-  _save(fig, path)
+  return _save(fig, path)
 
 
-def plot_confusion(matrix: Any, class_names: Sequence[str] | None,
-                   path: str | os.PathLike, *, title: str = "confusion matrix",
-                   normalize: bool = True) -> None:
+def plot_confusion(matrix: Any, class_names: Sequence[str] | None = None,
+                   path: str | os.PathLike | None = None, *, title: str = "confusion matrix",
+                   normalize: bool = True) -> Figure:
   """A ``[K, K]`` confusion matrix (row = true class, column = predicted) as a heat map.
 
   With ``normalize`` each row is divided by its count (per-class recall on the diagonal); the
@@ -95,4 +142,278 @@ def plot_confusion(matrix: Any, class_names: Sequence[str] | None,
       for j in range(k):
         ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7,
                 color="white" if shown[i, j] > 0.5 * (shown.max() or 1) else "black")
-  _save(fig, path)
+  return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Lesson plots: images, feature maps, filters, attributions, model diagrams.
+
+def _grid(n: int, ncols: int | None) -> tuple[int, int]:
+  if ncols is not None and (not isinstance(ncols, int) or ncols < 1):
+    raise ValueError(f"`ncols` (={ncols!r}) must be an int >= 1 or None")
+  ncols = min(n, ncols or math.ceil(math.sqrt(n)))
+  return math.ceil(n / ncols), ncols
+
+
+def _displayable(img: Any) -> np.ndarray:
+  """``[H, W]`` or ``[H, W, 3]`` for imshow: uint8 as is, floats in [0, 1] as is, other floats
+  rescaled to [0, 1] by their own min and max; one channel squeezed."""
+  a = np.asarray(img)
+  if a.ndim == 3 and a.shape[-1] == 1:
+    a = a[..., 0]
+  if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+    raise ValueError(f"an image must be [H, W], [H, W, 1] or [H, W, 3], got shape {a.shape}")
+  if a.dtype == np.uint8:
+    return a
+  a = a.astype(np.float64)
+  lo, hi = float(np.min(a)), float(np.max(a))
+  if lo < 0.0 or hi > 1.0:
+    a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+  return a
+
+
+def _off(ax) -> None:
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def image_grid(images: Any, titles: Sequence[str] | None = None, ncols: int | None = None,
+               cmap: str | None = None, path: str | os.PathLike | None = None, *,
+               suptitle: str | None = None, cell: float = 1.8) -> Figure:
+  """A grid of images with optional titles (e.g. a 5x5 of CIFAR-10 with class names).
+
+  Args:
+    images: ``[N, H, W]``, ``[N, H, W, 1]``, ``[N, H, W, 3]`` or a sequence of such images.
+      uint8 is shown as is; floats in ``[0, 1]`` as is; other floats (normalised inputs)
+      rescaled per image to ``[0, 1]`` by their min and max.
+    titles: one string per image (a wrong count raises).
+    ncols: columns (default ``ceil(sqrt(N))``).
+    cmap: colormap for one-channel images (default ``'gray'``).
+    path: the PNG to write, or None.
+    suptitle: a title over the grid.
+    cell: inches per image.
+
+  >>> fig = image_grid(np.random.rand(4, 8, 8, 3), titles=['a', 'b', 'c', 'd'])
+  >>> len(fig.axes)
+  4
+  """
+  imgs = [_displayable(i) for i in images]
+  n = len(imgs)
+  if n == 0:
+    raise ValueError("`images` is empty")
+  if titles is not None and len(titles) != n:
+    raise ValueError(f"`titles` has {len(titles)} entries for {n} images")
+  rows, cols = _grid(n, ncols)
+  extra = 0.35 if titles is not None else 0.0
+  fig = Figure(figsize=(cols * cell, rows * (cell + extra) + (0.4 if suptitle else 0)),
+               layout="constrained")
+  axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
+  for i, ax in enumerate(axes):
+    if i >= n:
+      ax.axis("off")
+      continue
+    img = imgs[i]
+    ax.imshow(img, cmap=(cmap or "gray") if img.ndim == 2 else None,
+              vmin=None if img.dtype == np.uint8 or img.ndim == 3 else 0.0,
+              vmax=None if img.dtype == np.uint8 or img.ndim == 3 else 1.0,
+              interpolation="nearest")
+    _off(ax)
+    if titles is not None:
+      ax.set_title(str(titles[i]), fontsize=9)
+  if suptitle:
+    fig.suptitle(suptitle)
+  return _save(fig, path)
+
+
+def feature_map_grid(maps: Any, *, max_maps: int = 64, ncols: int | None = None,
+                     cmap: str = "viridis", title: str | None = None,
+                     path: str | os.PathLike | None = None, cell: float = 1.2) -> Figure:
+  """The channels of one feature map, one panel each, e.g. a conv layer's output for one image.
+
+  Each channel has its own colour scale (dark = its minimum, bright = its maximum), so weak
+  channels stay visible; the title gives the shape and the overall value range, and a channel
+  that is constant (a dead ReLU: all 0) is marked ``const``.
+
+  Args:
+    maps: ``[H, W, C]`` (or ``[1, H, W, C]``, from :func:`jaxcnn.inspect.feature_maps`).
+    max_maps: show the first ``max_maps`` channels.
+  """
+  m = np.asarray(maps, dtype=np.float64)
+  if m.ndim == 4 and m.shape[0] == 1:
+    m = m[0]
+  if m.ndim != 3:
+    raise ValueError(f"`maps` must be one feature map [H, W, C] (or [1, H, W, C]), got shape "
+                     f"{np.shape(maps)}; index one example, e.g. maps[0]")
+  c = m.shape[-1]
+  n = min(c, max_maps)
+  rows, cols = _grid(n, ncols)
+  fig = Figure(figsize=(cols * cell, rows * (cell + 0.25) + 0.5), layout="constrained")
+  axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
+  for i, ax in enumerate(axes):
+    ax.axis("off") if i >= n else _off(ax)
+    if i >= n:
+      continue
+    ch = m[..., i]
+    const = float(ch.max() - ch.min()) == 0.0
+    ax.imshow(ch, cmap=cmap, interpolation="nearest")
+    ax.set_title(f"{i}" + (" const" if const else ""), fontsize=8)
+  shown = f"first {n} of {c} channels" if n < c else f"{c} channels"
+  head = f"{title}: " if title else ""
+  fig.suptitle(f"{head}{m.shape[0]}x{m.shape[1]}, {shown}, values "
+               f"[{m.min():.3g}, {m.max():.3g}] (each panel its own scale)", fontsize=10)
+  return _save(fig, path)
+
+
+def filter_grid(kernel: Any, *, max_filters: int | None = None, max_channels: int = 8,
+                ncols: int | None = None, title: str | None = None,
+                path: str | os.PathLike | None = None) -> Figure:
+  """Conv kernels ``[kh, kw, C_in, C_out]`` as pictures.
+
+  * ``C_in == 3`` (a first layer on RGB): each filter is one colour image, the weights mapped
+    to ``0.5 + w / (2 max|w|)`` over the whole kernel (grey = 0), so filters are comparable;
+    up to ``max_filters`` (64) of them.
+  * otherwise: one row per filter (up to ``max_filters``, 16) and one column per input channel
+    (up to ``max_channels``), on a diverging colormap symmetric about 0 shared by all panels
+    (red positive, blue negative), with a colour bar.
+  """
+  k = np.asarray(kernel, dtype=np.float64)
+  if k.ndim != 4:
+    raise ValueError(f"`kernel` must be a 2-D conv kernel [kh, kw, C_in, C_out], got shape "
+                     f"{k.shape}")
+  kh, kw, cin, cout = k.shape
+  vmax = float(np.max(np.abs(k))) or 1.0
+  head = f"{title}: " if title else ""
+  if cin == 3:
+    n = min(cout, max_filters or 64)
+    rows, cols = _grid(n, ncols)
+    fig = Figure(figsize=(cols * 1.0, rows * 1.15 + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
+    for i, ax in enumerate(axes):
+      if i >= n:
+        ax.axis("off")
+        continue
+      ax.imshow(np.clip(0.5 + k[..., i] / (2 * vmax), 0, 1), interpolation="nearest")
+      _off(ax)
+      ax.set_title(str(i), fontsize=8)
+    fig.suptitle(f"{head}{n} of {cout} RGB filters {kh}x{kw} (grey = 0, |w| max {vmax:.3g})",
+                 fontsize=10)
+    return _save(fig, path)
+  nf, nc = min(cout, max_filters or 16), min(cin, max_channels)
+  fig = Figure(figsize=(nc * 0.9 + 1.2, nf * 0.9 + 0.6), layout="constrained")
+  axes = fig.subplots(nf, nc, squeeze=False)
+  im = None
+  for f in range(nf):
+    for c in range(nc):
+      ax = axes[f, c]
+      im = ax.imshow(k[:, :, c, f], cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                     interpolation="nearest")
+      _off(ax)
+      if f == 0:
+        ax.set_title(f"in {c}", fontsize=8)
+      if c == 0:
+        ax.set_ylabel(f"filter {f}", fontsize=8)
+  fig.colorbar(im, ax=axes, shrink=0.6, label="weight")
+  fig.suptitle(f"{head}{nf} of {cout} filters x {nc} of {cin} input channels, {kh}x{kw}",
+               fontsize=10)
+  return _save(fig, path)
+
+
+def attribution_overlay(image: Any, attributions: Any, *, titles: Sequence[str] | None = None,
+                        cmap: str = "inferno", alpha: float = 0.6,
+                        path: str | os.PathLike | None = None,
+                        suptitle: str | None = None) -> Figure:
+  """The image, then each attribution map drawn over it.
+
+  Args:
+    image: ``[H, W]`` or ``[H, W, C]`` (shown as in :func:`image_grid`).
+    attributions: one map or a ``{name: map}`` dict (names become titles). A map is
+      ``[h, w]`` at any resolution (a Grad-CAM or occlusion grid is stretched over the image)
+      or ``[H, W, C]`` (an input gradient: reduced to ``max_c |a|``). Each map is scaled by its
+      own maximum of ``|a|``, so the colours show where, not how much.
+    titles: names when ``attributions`` is not a dict.
+  """
+  img = _displayable(image)
+  if isinstance(attributions, Mapping):
+    names, maps = list(attributions), list(attributions.values())
+  else:
+    maps = [attributions] if np.ndim(attributions) in (2, 3) else list(attributions)
+    names = list(titles) if titles is not None else [f"attribution {i}" for i in
+                                                     range(len(maps))]
+  if len(names) != len(maps):
+    raise ValueError(f"`titles` has {len(names)} entries for {len(maps)} maps")
+  h, w = img.shape[:2]
+  fig = Figure(figsize=(2.6 * (len(maps) + 1), 2.9 + (0.3 if suptitle else 0)),
+               layout="constrained")
+  axes = fig.subplots(1, len(maps) + 1, squeeze=False)[0]
+  axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+  axes[0].set_title("image", fontsize=9)
+  _off(axes[0])
+  for ax, name, a in zip(axes[1:], names, maps):
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 3:
+      a = np.max(np.abs(a), axis=-1)
+    if a.ndim != 2:
+      raise ValueError(f"attribution {name!r} must be [h, w] or [H, W, C], got shape {a.shape}")
+    a = np.abs(a)
+    a = a / (a.max() or 1.0)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+    ax.imshow(a, cmap=cmap, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5), vmin=0, vmax=1,
+              interpolation="bilinear" if a.shape != (h, w) else "nearest")
+    ax.set_title(str(name), fontsize=9)
+    _off(ax)
+  if suptitle:
+    fig.suptitle(suptitle)
+  return _save(fig, path)
+
+
+def model_diagram(model: Any, input_shape: Sequence[int], *,
+                  path: str | os.PathLike | None = None, title: str | None = None,
+                  **call_kwargs: Any) -> Figure:
+  """A box per layer, top to bottom in call order, with its input and output shapes, like
+  Keras' ``plot_model(model, show_shapes=True)``, for any model built from jaxcnn layers.
+
+  The layers and shapes come from :func:`jaxcnn.inspect.summary` (an abstract trace: nothing
+  is computed). Layers are drawn in the order they are called, joined by arrows; a model with
+  branches (a residual block) is drawn as that sequence, with each box's shapes telling where
+  the branches meet.
+
+  Args:
+    model: an unbound Flax module.
+    input_shape: ``[B, *spatial, C]``, batch included as in :func:`jaxcnn.inspect.summary`
+      (the batch is drawn as ``None``, as Keras does).
+    **call_kwargs: passed to the model call (e.g. ``train=True``).
+  """
+  from jaxcnn import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
+
+  shape = tuple(input_shape)
+  s = inspect_lib.summary(model, shape, print_fn=None, **call_kwargs)
+  rows = [r for r in s.rows if r.layer_type]
+  boxes = [("input", "InputLayer", None, shape)] + [
+      (r.name, r.layer_type, r.input_shape, r.output_shape) for r in rows]
+  fmt = lambda t: "(" + ", ".join("None" if i == 0 else str(d) for i, d in enumerate(t)) + ")"
+  n = len(boxes)
+  box_h, gap = 0.62, 0.38
+  fig = Figure(figsize=(6.2, 0.6 + n * (box_h + gap) * 0.95), layout="constrained")
+  ax = fig.subplots()
+  ax.set_xlim(0, 10)
+  ax.set_ylim(-(n * (box_h + gap)), 0.2)
+  ax.axis("off")
+  for i, (name, kind, in_shape, out_shape) in enumerate(boxes):
+    top = -i * (box_h + gap)
+    y = top - box_h
+    ax.add_patch(Rectangle((0.2, y), 9.6, box_h, facecolor="#e8f0fb" if i else "#f3f3f3",
+                           edgecolor="#345", linewidth=1.0))
+    ax.plot([4.6, 4.6], [y, top], color="#345", linewidth=0.8)
+    ax.plot([4.6, 9.8], [y + box_h / 2] * 2, color="#345", linewidth=0.8)
+    ax.text(2.4, y + box_h / 2, f"{name}: {kind}", ha="center", va="center", fontsize=9)
+    ax.text(4.75, y + 0.75 * box_h, "input:", ha="left", va="center", fontsize=8)
+    ax.text(4.75, y + 0.25 * box_h, "output:", ha="left", va="center", fontsize=8)
+    ax.text(6.0, y + 0.75 * box_h, fmt(in_shape if in_shape else out_shape), ha="left",
+            va="center", fontsize=8, family="monospace")
+    ax.text(6.0, y + 0.25 * box_h, fmt(out_shape), ha="left", va="center", fontsize=8,
+            family="monospace")
+    if i:
+      ax.annotate("", xy=(5.0, top), xytext=(5.0, top + gap),
+                  arrowprops=dict(arrowstyle="-|>", color="#345", linewidth=1.0))
+  fig.suptitle(title or f"{s.model_name}: {s.total_params:,} parameters", fontsize=10)
+  return _save(fig, path)
