@@ -1,4 +1,4 @@
-"""Tests for jaxcnn.shapes.summary and the first-run demo."""
+"""Tests for jaxcnn.inspect.summary (imported through its old home, jaxcnn.shapes) and the demo."""
 
 import math
 
@@ -108,7 +108,7 @@ def test_nested_sequential_rows_and_shared_layer():
 
 def test_summary_of_a_single_layer_and_bad_shape():
   s = summary(L.Conv(8, 3), (1, 10, 3), print_fn=None)
-  assert s.rows == (SummaryRow("", "Conv", (1, 8, 8), 3 * 3 * 8 + 8, 8 * 3 * 3 * 8),)
+  assert s.rows == (SummaryRow("", "Conv", (1, 8, 8), 3 * 3 * 8 + 8, 8 * 3 * 3 * 8, (1, 10, 3)),)
   with pytest.raises(ValueError, match=r"input_shape"):
     summary(L.Conv(8, 3), (1, 0, 3), print_fn=None)
 
