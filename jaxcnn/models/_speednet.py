@@ -67,7 +67,7 @@ def whitening_kernel(images: jax.Array, eps: float = 5e-4, kernel_size: int = 2)
   p = _patches(images, kernel_size)
   cov = (p.T @ p) / p.shape[0]
   eigenvalues, eigenvectors = jnp.linalg.eigh(cov)  # ascending; columns are the eigenvectors
-  scaled = eigenvectors / jnp.sqrt(eigenvalues + eps)
+  scaled = eigenvectors / jnp.sqrt(eigenvalues + eps)[None, :]
   kernel = scaled.reshape(kernel_size, kernel_size, images.shape[-1], -1)
   return jnp.concatenate([kernel, -kernel], axis=-1)
 
