@@ -20,7 +20,8 @@ from ml_collections import config_flags
 
 from jaxcnn import xla_flags
 from jaxcnn._errors import brief
-from jaxcnn.data import DatasetNotFoundError, TensorFlowMissingError, check_splits_disjoint
+from jaxcnn.data import (DatasetNotFoundError, TensorFlowMissingError, check_splits_disjoint,
+                         resolve_source)
 from jaxcnn.train import NonFiniteError, train_and_evaluate, validate_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
@@ -184,6 +185,8 @@ def main(argv: list[str]) -> None:
     validate_config(config)
     _check_model_kwargs(config)
     check_splits_disjoint(config.data.name, config.data.train_split, config.data.eval_split)
+    resolve_source(config.data.get("source", "auto"), image_folder=config.data.get("image_folder"),
+                   data_dir=config.data.get("data_dir"))
     workdir = _check_workdir(_WORKDIR.value)
     train_and_evaluate(config, workdir)
   except KeyboardInterrupt:
