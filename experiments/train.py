@@ -3,16 +3,25 @@
     python -m experiments.train --config experiments/configs/cifar10_tutorial.py \
         --workdir runs/cifar10_tutorial [--config.<key>=<value> ...]
 
-This script only parses flags; everything else is :func:`jaxcnn.train.train_and_evaluate`.
+This script only parses flags and turns a user's mistake into one line (``--traceback`` for the
+stack); everything else is :func:`jaxcnn.train.train_and_evaluate`.
 """
 
+import difflib
+import inspect
+import os
+import pathlib
+import re
 import sys
+import tempfile
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxcnn import xla_flags
-from jaxcnn.data import DatasetNotFoundError
+from jaxcnn._errors import brief
+from jaxcnn.data import (DatasetNotFoundError, TensorFlowMissingError, check_splits_disjoint,
+                         resolve_source)
 from jaxcnn.train import NonFiniteError, train_and_evaluate, validate_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
@@ -23,8 +32,137 @@ _XLA_CPU_TUNING = flags.DEFINE_bool(
     "Add jaxcnn.xla_flags.RECOMMENDED_CPU_FLAGS to XLA_FLAGS (faster CNN training on CPU; "
     "no effect on GPU/TPU). See BENCHMARKS.md.")
 _TRACEBACK = flags.DEFINE_bool(
-    "traceback", False, "Show the full traceback of a bad-config, missing-data or NaN error.")
+    "traceback", False, "Show the full traceback of a user error (bad config, missing data, ...).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+_HINT = "(--traceback shows where it was raised)"
+
+
+class UserError(Exception):
+  """A mistake in the command line or the environment; its message is the whole story."""
+
+
+def _fail(message: str, code: int = 1):
+  """Prints ``error: <message>`` (one line, then the --traceback hint) and exits."""
+  print(f"error: {message}\n{_HINT}" if code == 1 else message, file=sys.stderr)
+  sys.exit(code)
+
+
+# ------------------------------------------------------------------------------ flag parsing
+
+def _config_keys() -> list[str]:
+  """Every dotted key of the reference config (all configs share its keys)."""
+  from jaxcnn.configs import cifar10_tutorial  # pylint: disable=g-import-not-at-top
+
+  def walk(node, prefix):
+    for k, v in node.items():
+      if hasattr(v, "items"):
+        yield from walk(v, f"{prefix}{k}.")
+      yield f"{prefix}{k}"
+
+  return list(walk(cifar10_tutorial.get_config(), ""))
+
+
+def _unknown_key_message(e: BaseException, argv: list[str]) -> str | None:
+  """One line for ml_collections' "no such field" error, with a did-you-mean."""
+  text = str(e.args[0]) if e.args else str(e)
+  m = re.match(r"""^\W*(\w+)""", text)
+  if not m:
+    return None
+  key = m.group(1)
+  paths = [a.split("=", 1)[0][len("--config."):] for a in argv if a.startswith("--config.")]
+  path = next((p for p in paths if key in p.split(".")), key)
+  suggestion = re.search(r'Did you mean "([^"]+)"', text)
+  if suggestion:
+    parts = path.split(".")
+    parts[parts.index(key)] = suggestion.group(1)
+    close = [".".join(parts)]
+  else:
+    close = difflib.get_close_matches(path, _config_keys(), n=1, cutoff=0.6)
+  hint = (f"did you mean `--config.{close[0]}`?" if close else
+          "the keys are documented in jaxcnn/configs/cifar10_tutorial.py")
+  return f"unknown config key `{path}` (in `--config.{path}=...`); {hint}"
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parse, with ml_collections' override errors (a 50-line traceback) made one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:  # a value that does not parse, a missing required flag
+    if "--traceback" in argv:
+      raise
+    _fail(f"{e} (see --helpfull)")
+  except (AttributeError, KeyError) as e:
+    if "--traceback" in argv:
+      raise
+    _fail(_unknown_key_message(e, argv) or f"bad `--config` override: {e}")
+  except (TypeError, ValueError) as e:
+    if "--traceback" in argv:
+      raise
+    _fail(f"bad `--config` override: {e}")
+  except Exception as e:  # pylint: disable=broad-except
+    # The config file itself failed to load (a syntax error, a bad import in it).
+    if "--traceback" in argv:
+      raise
+    _fail(f"cannot load the `--config` file: {brief(e)}")
+
+
+# ------------------------------------------------------------------------------ pre-checks
+
+def _load_config():
+  try:
+    config = _CONFIG.value
+    config.keys()  # the value is lazy: a file that failed to load raises on first use
+    return config
+  except OSError as e:  # ml_collections' message: what was attempted, the cause on a last line
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    raise UserError(f"cannot load the `--config` file: {lines[-1]}") from None
+
+
+def _check_workdir(workdir: str) -> pathlib.Path:
+  """The workdir, ``~`` expanded, created and writable; else one line saying why not."""
+  path = pathlib.Path(workdir).expanduser()
+  for parent in [path, *path.parents]:
+    if parent.exists():
+      if not parent.is_dir():
+        where = "is a file" if parent == path else f"lies under the file {str(parent)!r}"
+        raise UserError(f"`--workdir` (={workdir!r}) {where}; choose a directory path")
+      break
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    raise UserError(f"`--workdir` (={workdir!r}) is not writable ({type(e).__name__}: "
+                    f"{e.strerror or e}); choose a writable directory") from None
+  return path
+
+
+def _expand_paths(config) -> None:
+  """``~`` in the data paths means the home directory, as in a shell."""
+  for key in ("data_dir", "image_folder"):
+    value = config.data.get(key)
+    if isinstance(value, str) and value.startswith("~"):
+      with config.unlocked():
+        config.data[key] = os.path.expanduser(value)
+
+
+def _check_model_kwargs(config) -> None:
+  from jaxcnn import models  # pylint: disable=g-import-not-at-top
+  factory = models.MODELS.get(config.model)
+  kwargs = dict(config.get("model_kwargs") or {})
+  if factory is None or not kwargs:
+    return
+  params = inspect.signature(factory).parameters
+  if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    return
+  takes = [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY
+           and n not in ("num_classes", "dtype", "axis_name")]
+  for key in kwargs:
+    if key not in takes:
+      raise UserError(f"`model_kwargs.{key}` is not an argument of model {config.model!r} "
+                      f"(it takes: {', '.join(takes) or 'none'}); use a config written for "
+                      f"{config.model!r}")
 
 
 def main(argv: list[str]) -> None:
@@ -36,18 +174,48 @@ def main(argv: list[str]) -> None:
   if _XLA_CPU_TUNING.value:
     added = xla_flags.apply_recommended_cpu_flags()  # before JAX's first computation
     if added:
-      logging.warning("XLA_FLAGS += %s (--noxla_cpu_tuning to leave them off)", " ".join(added))
-  # Errors a user causes (a bad value, missing data, a diverging run) are ValueErrors, a
-  # DatasetNotFoundError or a NonFiniteError whose message names the problem and what to do:
-  # print that alone. Anything else keeps its traceback.
+      logging.info("CPU tuning on (jaxcnn.xla_flags; --noxla_cpu_tuning turns it off): "
+                   "XLA_FLAGS += %s", " ".join(added))
+  workdir = None
+  # Errors a user causes (a bad value, missing data, a diverging run, a path that cannot be
+  # used) name the problem and what to do: print that alone. Anything else keeps its traceback.
   try:
-    validate_config(_CONFIG.value)
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ValueError, DatasetNotFoundError, NonFiniteError) as e:
+    config = _load_config()
+    _expand_paths(config)
+    validate_config(config)
+    _check_model_kwargs(config)
+    check_splits_disjoint(config.data.name, config.data.train_split, config.data.eval_split)
+    resolve_source(config.data.get("source", "auto"), image_folder=config.data.get("image_folder"),
+                   data_dir=config.data.get("data_dir"))
+    workdir = _check_workdir(_WORKDIR.value)
+    train_and_evaluate(config, workdir)
+  except KeyboardInterrupt:
     if _TRACEBACK.value:
       raise
-    sys.exit(f"error: {e}\n(--traceback shows where it was raised)")
+    _fail(_interrupted_message(workdir), code=130)
+  except (UserError, ValueError, DatasetNotFoundError, TensorFlowMissingError,
+          NonFiniteError) as e:
+    if _TRACEBACK.value:
+      raise
+    _fail(str(e))
+  except OSError as e:  # the file system said no (disk full, permissions, ...)
+    if _TRACEBACK.value:
+      raise
+    _fail(f"{type(e).__name__}: {e}")
+
+
+def _interrupted_message(workdir: pathlib.Path | None) -> str:
+  """Where a Ctrl-C left the run: the last checkpoint's step, from the workdir's listing."""
+  steps = []
+  if workdir is not None:
+    latest = workdir / "checkpoints" / "latest"
+    if latest.is_dir():
+      steps = [int(p.name) for p in latest.iterdir() if p.name.isdigit()]
+  if steps:
+    return (f"stopped (Ctrl-C); the last checkpoint is at step {max(steps)}: re-run the same "
+            "command to resume from there")
+  return "stopped (Ctrl-C) before the first checkpoint; re-running the same command starts over"
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

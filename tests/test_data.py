@@ -1,6 +1,7 @@
 """jaxcnn.data: splits, sources (folder, tarball, mocked tfds), loaders, errors."""
 
 import os
+import sys
 import tarfile
 import time
 import types
@@ -230,6 +231,7 @@ def test_tfds_malformed_split_before_tfds(tmp_path):
 def test_folder_and_tfds_batches_have_the_same_structure(tmp_path):
   import tensorflow_datasets as tfds
   root = _write_folder(tmp_path / "cifar", CIFAR_CLASSES, 2, size=32, fmt="jpg")
+  (tmp_path / "tfds").mkdir()
   folder_loader = data.make_loader("cifar10", "train", 8, train=True, image_folder=root,
                                    augment=("crop", "flip"), cache=False)
   with tfds.testing.mock_data(num_examples=20):
@@ -334,3 +336,103 @@ def test_make_loader_from_a_folder(folder):
   assert isinstance(train, data.DeviceLoader) and train.num_examples == 9
   assert val.num_examples == 3 and val.steps_per_epoch == 2
   assert "mask" in next(iter(val.epoch(0))) and "mask" not in next(iter(train.epoch(0)))
+
+
+# ------------------------------------------------------- user mistakes in data (issue 8 / 10)
+
+def test_cache_sees_a_file_overwritten_in_place(folder, tmp_path):
+  # Regression (issue 8.5): the key used the class folders' mtimes, which an in-place overwrite
+  # does not change, so stale pixels were served.
+  cache = tmp_path / "cache"
+  before = data.load_arrays(None, "train", image_folder=folder, cache_dir=cache)
+  target = folder / "train" / "ant" / "0000.png"
+  folder_times = [(d, os.stat(d).st_mtime_ns) for d in (folder / "train", target.parent)]
+  Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(target)
+  for d, ns in folder_times:  # the folders look untouched
+    os.utime(d, ns=(ns, ns))
+  after = data.load_arrays(None, "train", image_folder=folder, cache_dir=cache)
+  changed = np.flatnonzero(after["image"][:, 0, 0, 0] != before["image"][:, 0, 0, 0])
+  assert changed.tolist() == [0] and after["image"][0, 0, 0, 0] == 200
+
+
+def test_unwritable_cache_runs_uncached_and_says_so_once(folder, tmp_path, caplog):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  _sources._warned_unwritable.clear()
+  with caplog.at_level("WARNING", logger="jaxcnn.data._sources"):
+    for _ in range(2):
+      arrays = data.load_arrays(None, "train", image_folder=folder, cache_dir=blocker / "cache")
+  assert arrays["image"].shape == (12, 8, 8, 3)
+  warnings = [r for r in caplog.records if "running uncached" in r.getMessage()]
+  assert len(warnings) == 1 and "a_file" in warnings[0].getMessage()
+
+
+def test_tilde_is_the_home_directory(folder, tmp_path, monkeypatch):
+  monkeypatch.setenv("HOME", str(folder.parent))
+  arrays = data.load_arrays(None, "train[:3]", image_folder="~/root", cache=False)
+  assert arrays["image"].shape == (3, 8, 8, 3)
+  with pytest.raises(data.DatasetNotFoundError, match="does not exist"):
+    data.load_arrays("cifar10", "train", data_dir="~/no_such_tfds", source="tfds")
+
+
+@pytest.mark.parametrize("train,evaluation,overlap", [
+    ("train[:45000]", "train[45000:]", None),
+    ("train[:90%]", "train[90%:]", None),
+    ("train[:45000]", "test", None),
+    ("train", "train[45000:]", 5000),
+    ("train[:90%]", "train[-10000:]", 5000),
+    ("train[:49000]", "train[48000:49500]", 1000),
+])
+def test_eval_split_overlapping_train_is_an_error(train, evaluation, overlap):
+  if overlap is None:
+    data.check_splits_disjoint("cifar10", train, evaluation)
+  else:
+    with pytest.raises(ValueError, match=rf"overlaps .* in {overlap} examples"):
+      data.check_splits_disjoint("cifar10", train, evaluation)
+
+
+def test_missing_data_dir_is_not_created(tmp_path):
+  typo = tmp_path / "tensorflow_datasetz"
+  t0 = time.time()
+  with pytest.raises(data.DatasetNotFoundError, match="tensorflow_datasetz.*does not exist"):
+    data.load_arrays("cifar10", "train", data_dir=str(typo), source="tfds")
+  assert not typo.exists() and time.time() - t0 < 30
+
+
+@pytest.mark.tf
+def test_offline_tfds_download_fails_within_seconds(tmp_path, monkeypatch):
+  # Regression (issue 8.7 / 10.3): tfds retried for ~3.5 minutes before its error. Offline is
+  # made certain with a host that cannot resolve.
+  monkeypatch.setitem(_sources._TFDS_HOSTS, "cifar10", "tfds-host.invalid")
+  t0 = time.time()
+  with pytest.raises(data.DatasetNotFoundError) as err:
+    data.load_arrays("cifar10", "train", data_dir=str(tmp_path), source="tfds")
+  assert time.time() - t0 < 30
+  msg = str(err.value)
+  assert "\n" not in msg and "tfds-host.invalid is unreachable" in msg and "image_folder" in msg
+  assert list(tmp_path.iterdir()) == []  # nothing created in the data_dir
+
+
+def test_source_selection(tmp_path, monkeypatch):
+  assert data.resolve_source("auto", image_folder="x") == "folder"
+  assert data.resolve_source("auto", data_dir="x") == "tfds"
+  monkeypatch.setattr(_sources, "has_tensorflow", lambda: False)
+  assert data.resolve_source("auto") == "download"
+  monkeypatch.setattr(_sources, "has_tensorflow", lambda: True)
+  assert data.resolve_source("auto") == "tfds"
+  assert data.resolve_source("download") == "download"
+  with pytest.raises(ValueError, match="'tdfs'"):
+    data.resolve_source("tdfs")
+  with pytest.raises(ValueError, match="needs `image_folder`"):
+    data.resolve_source("folder")
+  with pytest.raises(ValueError, match="contradict"):
+    data.load_arrays("cifar10", "train", image_folder=tmp_path, source="download")
+
+
+def test_missing_tensorflow_is_one_line_naming_the_extra(monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
+  assert not data.has_tensorflow()
+  with pytest.raises(data.TensorFlowMissingError) as err:
+    _sources.import_tf()
+  assert "pip install 'jaxcnn[tf]'" in str(err.value) and "\n" not in str(err.value)
+  assert isinstance(err.value, ImportError)

@@ -5,12 +5,21 @@ Every loader yields plain dicts ``{'image': float [B, H, W, C] normalised, 'labe
 augmentation are a pure function of ``(seed, epoch, step)`` (and the process index, on processes
 other than 0 of a multi-process run), so ``loader.epoch(e, start_step=s)`` resumes exactly.
 
-Sources (all take tfds split syntax: ``'train[:45000]'``, ``'train[45000:]'``, ``'train[90%:]'``):
-  * ``tfds.load`` (optionally from a prepared ``data_dir``; ``download=False`` never touches the
-    network): :func:`load_arrays`, or streamed by :meth:`StreamLoader.from_tfds`.
-  * a class-per-folder copy ``root/<split>/<class>/<image>``, or its ``.tar.gz`` read in place
-    (``image_folder=``): decoded with PIL on threads, cached as ``.npz`` (keyed by path + mtime).
-    Files are ordered classes round-robin, so any slice is class-balanced and reproducible.
+Sources (all take tfds split syntax: ``'train[:45000]'``, ``'train[45000:]'``, ``'train[90%:]'``),
+chosen by ``source=`` (``data.source`` in a config; ``'auto'`` by default, see
+:func:`resolve_source`):
+  * ``'tfds'``: ``tfds.load`` (optionally from a prepared ``data_dir``, which must exist;
+    ``download=False`` never touches the network; offline, a needed download fails in seconds):
+    :func:`load_arrays`, or streamed by :meth:`StreamLoader.from_tfds`. Needs TensorFlow
+    (``pip install 'jaxcnn[tf]'``); imported lazily.
+  * ``'download'``: the official CIFAR-10 python archive / MNIST IDX files, MD5-checked, cached
+    atomically in ``$JAXCNN_CACHE_DIR/downloads``, decoded with numpy; no TensorFlow. ``'auto'``
+    picks it where TensorFlow is absent (a Colab TPU runtime). See :mod:`jaxcnn.data._download`.
+  * ``'folder'``: a class-per-folder copy ``root/<split>/<class>/<image>``, or its ``.tar.gz``
+    read in place (``image_folder=``; ``'auto'`` picks it whenever ``image_folder`` is set):
+    decoded with PIL on threads, cached as ``.npz`` keyed by every file's size and mtime (a
+    read-only cache runs uncached, with one warning). Files are ordered classes round-robin,
+    so any slice is class-balanced and reproducible.
   * :class:`DeviceLoader`: the whole split on the accelerator as uint8 (CIFAR-10: 150 MB);
     permutation, gather, augmentation and normalisation in one jitted function.
 
@@ -38,10 +47,11 @@ Colab TPU: which route works (checked against public reports, 2025; not run on a
   * ``tfds.data_source`` reads ``array_record`` files without TensorFlow
     (https://www.tensorflow.org/datasets/tfless_tfds), but the prepared CIFAR-10/MNIST copies are
     TFRecord and preparing them needs TF, so it is not a drop-in route for these datasets.
-  Choice: the notebooks use the TensorFlow-free route, ``image_folder=`` (a class-per-folder copy
-  or its tarball; PIL decoding, no TF import) + :class:`DeviceLoader`; nothing in it imports
-  TensorFlow. The tfds/tf.data route is for machines with TF: it needs the *CPU* build
-  (``pip install tensorflow-cpu``, what pyproject installs on Linux), which has no TPU kernels and
+  Choice: the notebooks use the TensorFlow-free routes, ``source='download'`` (what ``'auto'``
+  picks there) or ``image_folder=`` (a class-per-folder copy or its tarball; PIL decoding), with
+  :class:`DeviceLoader`; nothing in them imports TensorFlow, and ``pip install jaxcnn`` installs
+  none. The tfds/tf.data route is for machines with TF: it needs the *CPU* build
+  (``pip install 'jaxcnn[tf]'`` installs tensorflow-cpu on Linux), which has no TPU kernels and
   no libtpu, and TF is imported lazily with every GPU/TPU hidden from it
   (``tf.config.set_visible_devices([], 'GPU'/'TPU')``), so JAX keeps the accelerator.
 """
@@ -49,13 +59,15 @@ Colab TPU: which route works (checked against public reports, 2025; not run on a
 from jaxcnn.data import augment
 from jaxcnn.data._info import DATASETS, DatasetInfo, DatasetNotFoundError, compute_mean_std, get_info
 from jaxcnn.data._loaders import DeviceLoader, StreamLoader, make_loader, normalize
-from jaxcnn.data._sources import (default_cache_dir, list_image_folder, load_arrays,
-                                  read_image_folder)
-from jaxcnn.data._split import parse_split, resolve_split, shard_range
+from jaxcnn.data._sources import (SOURCES, TensorFlowMissingError, default_cache_dir,
+                                  has_tensorflow, list_image_folder, load_arrays,
+                                  read_image_folder, resolve_source)
+from jaxcnn.data._split import check_splits_disjoint, parse_split, resolve_split, shard_range
 
 __all__ = [
-    "DATASETS", "DatasetInfo", "DatasetNotFoundError", "DeviceLoader", "StreamLoader", "augment",
-    "compute_mean_std", "default_cache_dir", "get_info", "list_image_folder", "load_arrays",
-    "make_loader", "normalize", "parse_split", "read_image_folder", "resolve_split",
-    "shard_range",
+    "DATASETS", "DatasetInfo", "DatasetNotFoundError", "DeviceLoader", "SOURCES", "StreamLoader",
+    "TensorFlowMissingError", "augment", "check_splits_disjoint", "compute_mean_std",
+    "default_cache_dir", "get_info", "has_tensorflow", "list_image_folder", "load_arrays",
+    "make_loader", "normalize", "parse_split", "read_image_folder", "resolve_source",
+    "resolve_split", "shard_range",
 ]

@@ -25,6 +25,7 @@ class DatasetInfo:
     mean, std: per-channel statistics of the *training split* in [0, 1] pixel units, so that
       ``normalized = (x / 255 - mean) / std``.
     num_train: number of images in the official training split.
+    num_test: number of images in the official test split.
   """
 
   name: str
@@ -34,6 +35,7 @@ class DatasetInfo:
   mean: tuple[float, ...]
   std: tuple[float, ...]
   num_train: int
+  num_test: int
 
 
 # Mean/std of the official training splits, the values every CIFAR/MNIST reference uses:
@@ -49,6 +51,7 @@ DATASETS: Mapping[str, DatasetInfo] = {
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2470, 0.2435, 0.2616),
         num_train=50_000,
+        num_test=10_000,
     ),
     "mnist": DatasetInfo(
         name="mnist",
@@ -58,6 +61,7 @@ DATASETS: Mapping[str, DatasetInfo] = {
         mean=(0.1307,),
         std=(0.3081,),
         num_train=60_000,
+        num_test=10_000,
     ),
 }
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from jaxcnn.data import augment as augment_lib
 from jaxcnn.data._info import compute_mean_std, get_info
-from jaxcnn.data._sources import import_tf, load_arrays, resolve_process, tfds_dataset
+from jaxcnn.data._sources import (import_tf, load_arrays, resolve_process, resolve_source,
+                                  tfds_dataset)
 
 Batch = dict[str, jax.Array]
 
@@ -313,7 +314,8 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                 dtype: Any = jnp.float32, cache: bool = True,
                 cache_dir: str | os.PathLike | None = None,
-                sharding: jax.sharding.Sharding | None = None) -> DeviceLoader | StreamLoader:
+                sharding: jax.sharding.Sharding | None = None,
+                source: str = "auto") -> DeviceLoader | StreamLoader:
   """Builds the train or eval loader of a split.
 
   ``train=True``: shuffled, augmented with ``augment``, ``drop_remainder=True``.
@@ -327,6 +329,8 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
       split's values explicitly for eval loaders of such data.
     process_index, process_count: this process's shard (:func:`load_arrays`); the resolved
       index also goes to the loader, which folds it into its shuffling and augmentation keys.
+    source: where the pixels come from (:func:`load_arrays`): ``'auto'``, ``'tfds'``,
+      ``'download'`` or ``'folder'``.
     Others: as :func:`load_arrays` and :class:`DeviceLoader`.
 
   Example:
@@ -344,7 +348,8 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
   process_index, process_count = resolve_process(process_index, process_count)
   common = dict(shuffle=train, seed=seed, augment=augment if train else None,
                 drop_remainder=train, dtype=dtype)
-  if kind == "stream" and image_folder is None:
+  source = resolve_source(source, image_folder=image_folder, data_dir=data_dir)
+  if kind == "stream" and source == "tfds":
     if name is None:
       raise ValueError("`name` (=None) is only allowed with `image_folder`")
     return StreamLoader.from_tfds(name, split, batch_size, data_dir=data_dir, download=download,
@@ -352,7 +357,8 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
                                   mean=mean, std=std, **common)
   arrays = load_arrays(name, split, data_dir=data_dir, image_folder=image_folder,
                        download=download, process_index=process_index,
-                       process_count=process_count, cache=cache, cache_dir=cache_dir)
+                       process_count=process_count, cache=cache, cache_dir=cache_dir,
+                       source=source)
   if mean is None or std is None:
     mean, std = compute_mean_std(arrays["image"])
   if kind == "stream":

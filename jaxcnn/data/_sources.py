@@ -13,6 +13,7 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import logging
 import lzma
 import os
 import pathlib
@@ -29,7 +30,10 @@ from jaxcnn.data._split import parse_split, resolve_split, shard_range
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-_CACHE_VERSION = "1"
+_CACHE_VERSION = "2"  # 2: keyed by every file's size and mtime
+SOURCES = ("auto", "tfds", "download", "folder")
+
+log = logging.getLogger(__name__)
 
 _LOCAL_COPY_HINT = (
     "To train from a local copy, point at a class-per-folder root `root/<split>/<class>/<image>` "
@@ -57,14 +61,27 @@ def resolve_process(process_index: int | None, process_count: int | None) -> tup
 # TensorFlow / tfds
 # ---------------------------------------------------------------------------------------------
 
+TF_INSTALL_HINT = "pip install 'jaxcnn[tf]'"
+
+
+class TensorFlowMissingError(ImportError):
+  """A route that needs TensorFlow (tfds, tf.data) was asked for where it is not installed."""
+
+
 def import_tf():
-  """Imports TensorFlow with every GPU and TPU hidden from it (JAX owns the accelerators)."""
+  """Imports TensorFlow with every GPU and TPU hidden from it (JAX owns the accelerators).
+
+  Raises:
+    TensorFlowMissingError: TensorFlow is not installed (one line: how to install it, and the
+      TensorFlow-free sources).
+  """
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise ImportError(
-        "the tfds/tf.data route needs TensorFlow: `pip install tensorflow-cpu` (the CPU build "
-        "cannot take the TPU/GPU from JAX). Or skip TensorFlow entirely: " + _LOCAL_COPY_HINT
+    raise TensorFlowMissingError(
+        f"the tfds/tf.data route needs TensorFlow: `{TF_INSTALL_HINT}` (the CPU build, which "
+        "cannot take the TPU/GPU from JAX). Or skip TensorFlow: `source='download'` "
+        "(`--config.data.source=download`) fetches the official archives, or " + _LOCAL_COPY_HINT
     ) from None
   for kind in ("GPU", "TPU"):
     try:
@@ -72,6 +89,53 @@ def import_tf():
     except (RuntimeError, ValueError):  # already initialised, or no such device type
       pass
   return tf
+
+
+def import_tfds():
+  """``tensorflow_datasets``, after :func:`import_tf` (tfds' loading needs TensorFlow)."""
+  import_tf()
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise TensorFlowMissingError(
+        f"the tfds route needs tensorflow-datasets: `{TF_INSTALL_HINT}`, or "
+        "`source='download'` (no TensorFlow)") from None
+  return tfds
+
+
+def has_tensorflow() -> bool:
+  """Whether TensorFlow and tfds can be imported (without importing them)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  for module in ("tensorflow", "tensorflow_datasets"):
+    if module in sys.modules:
+      if sys.modules[module] is None:  # import blocked (as the TF-free tests do)
+        return False
+      continue
+    try:
+      if importlib.util.find_spec(module) is None:
+        return False
+    except (ImportError, ValueError):
+      return False
+  return True
+
+
+# Where tfds downloads each dataset from: probed (one TCP connection) before tfds.load may
+# download, because tfds retries an unreachable host for minutes before it gives up.
+_TFDS_HOSTS = {"cifar10": "www.cs.toronto.edu", "mnist": "storage.googleapis.com"}
+
+
+def _tfds_is_mocked(tfds) -> bool:
+  """Inside ``tfds.testing.mock_data`` nothing is downloaded, so there is nothing to probe."""
+  prepare = tfds.core.DatasetBuilder.download_and_prepare
+  return getattr(prepare, "__module__", "").startswith("tensorflow_datasets.testing")
+
+
+def check_online(host: str, *, timeout: float = 10.0) -> None:
+  """Raises ``OSError`` unless a TCP connection to ``host:443`` opens within ``timeout``."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.create_connection((host, 443), timeout=timeout):
+    pass
 
 
 def tfds_dataset(name: str, split: str, *, data_dir: str | None = None, download: bool = True,
@@ -84,11 +148,31 @@ def tfds_dataset(name: str, split: str, *, data_dir: str | None = None, download
   parse_split(split)  # a clear ValueError before tfds's own
   process_index, process_count = resolve_process(process_index, process_count)
   tf = import_tf()
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = import_tfds()
   if process_count > 1:
     # Equal shards: every process must run the same number of steps (see shard_range).
     split = tfds.split_for_jax_process(split, process_index=process_index,
                                        process_count=process_count, drop_remainder=True)
+  if data_dir is not None:
+    data_dir = os.path.expanduser(os.fspath(data_dir))
+    if not os.path.isdir(data_dir):
+      # tfds would create the (perhaps mistyped) tree and then try to download into it.
+      raise DatasetNotFoundError(
+          f"`data_dir` (={data_dir!r}) does not exist; it must be a tfds data directory (create "
+          f"it first to let tfds download into it). {_LOCAL_COPY_HINT}")
+  tried = f"tfds.load({name!r}, data_dir={data_dir!r}, download={download})"
+  if download and not _tfds_is_mocked(tfds) and not tfds.builder(
+      name, data_dir=data_dir).is_prepared():
+    host = _TFDS_HOSTS.get(name)
+    try:
+      if host:
+        check_online(host)
+    except OSError as e:
+      # Fail in seconds: tfds itself retries for about 3.5 minutes before giving up.
+      raise DatasetNotFoundError(
+          f"dataset {name!r} is not prepared in {data_dir or '~/tensorflow_datasets'!r} and "
+          f"cannot be downloaded: {host} is unreachable ({brief(e, 120)}). "
+          f"{_LOCAL_COPY_HINT}") from None
   try:
     ds = tfds.load(name, split=split, data_dir=data_dir, download=download, shuffle_files=False)
   except Exception as e:  # pylint: disable=broad-except
@@ -96,8 +180,7 @@ def tfds_dataset(name: str, split: str, *, data_dir: str | None = None, download
     # what was tried and what to do, not TF's traceback.
     raise DatasetNotFoundError(
         f"dataset {name!r} (split {split!r}) is neither prepared nor downloadable: tried "
-        f"tfds.load({name!r}, data_dir={data_dir!r}, download={download}) -> "
-        f"{brief(e)}. {_LOCAL_COPY_HINT}") from None
+        f"{tried} -> {brief(e)}. {_LOCAL_COPY_HINT}") from None
   ds = ds.map(lambda ex: {"image": ex["image"], "label": tf.cast(ex["label"], tf.int32)})
   n = int(ds.cardinality())
   if n < 0:
@@ -268,7 +351,7 @@ def _scan_tar(path: str, split: str):
 
 
 def _check_root(root: str) -> str:
-  root = os.fspath(root)
+  root = os.path.expanduser(os.fspath(root))
   if not os.path.exists(root):
     raise DatasetNotFoundError(f"`image_folder` (={root!r}) does not exist. {_LOCAL_COPY_HINT}")
   return root
@@ -376,14 +459,35 @@ def _read_file(path: str) -> bytes:
 
 
 def _cache_key(root: str, split: str, channels: int | None, listing: FolderListing | None) -> str:
+  """What the decoded arrays depend on: the path, split, channels and, for a directory, every
+  image file's name, size and modification time (a file overwritten in place changes its own
+  mtime, not its folder's), so a cache is never served for pixels that changed."""
   st = os.stat(root)
-  parts = [_CACHE_VERSION, os.path.abspath(root), split, str(channels), str(st.st_mtime_ns),
-           str(st.st_size)]
-  if listing is not None:  # a directory: its class folders' mtimes change when files come or go
-    split_dir = os.path.join(root, split)
-    parts += [str(len(listing.files)), str(os.stat(split_dir).st_mtime_ns)]
-    parts += [f"{c}:{os.stat(os.path.join(split_dir, c)).st_mtime_ns}" for c in listing.class_names]
-  return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+  h = hashlib.sha1()
+  for part in (_CACHE_VERSION, os.path.abspath(root), split, str(channels), str(st.st_mtime_ns),
+               str(st.st_size)):
+    h.update(part.encode() + b"\n")
+  if listing is not None:
+    for f in listing.files:
+      fst = os.stat(f)
+      h.update(f"{os.path.relpath(f, root)}\0{fst.st_size}\0{fst.st_mtime_ns}\n".encode())
+  return h.hexdigest()[:16]
+
+
+_warned_unwritable: set[str] = set()
+
+
+def _save_cache(path: pathlib.Path, **arrays: Any) -> None:
+  """:func:`_atomic_savez`, or a warning (once per cache directory) when it cannot be written:
+  a read-only or full cache makes the run slower, not impossible."""
+  try:
+    _atomic_savez(path, **arrays)
+  except OSError as e:
+    where = str(path.parent)
+    if where not in _warned_unwritable:
+      _warned_unwritable.add(where)
+      log.warning("cannot write the decoded-image cache in %s (%s); running uncached (set "
+                  "$JAXCNN_CACHE_DIR to a writable directory to keep it)", where, brief(e, 120))
 
 
 def _atomic_savez(path: pathlib.Path, **arrays: Any) -> None:
@@ -421,7 +525,8 @@ def read_image_folder(root: str | os.PathLike, split: str = "train", *,
   if cache:
     key = _cache_key(root, split, channels, listing)
     stem = os.path.basename(os.path.normpath(root)).split(".")[0] or "root"
-    cache_path = pathlib.Path(cache_dir or default_cache_dir()) / f"{stem}-{split}-{key}.npz"
+    cache_path = (pathlib.Path(cache_dir or default_cache_dir()).expanduser()
+                  / f"{stem}-{split}-{key}.npz")
     if cache_path.exists():
       try:
         with np.load(cache_path) as z:
@@ -436,8 +541,8 @@ def read_image_folder(root: str | os.PathLike, split: str = "train", *,
     images = decode_images(listing.files, _read_file, channels)
   arrays = {"image": images, "label": listing.labels}
   if cache_path is not None:
-    _atomic_savez(cache_path, image=images, label=listing.labels,
-                  class_names=np.asarray(listing.class_names))
+    _save_cache(cache_path, image=images, label=listing.labels,
+                class_names=np.asarray(listing.class_names))
   return arrays, listing.class_names
 
 
@@ -477,11 +582,45 @@ def _folder_arrays(name, split, *, image_folder, process_index, process_count, c
   return out
 
 
+def resolve_source(source: str, *, image_folder: Any = None, data_dir: Any = None) -> str:
+  """The source :func:`load_arrays` reads: ``'folder'``, ``'tfds'`` or ``'download'``.
+
+  ``'auto'``: the folder when ``image_folder`` is set; else tfds where TensorFlow is installed
+  (or a tfds ``data_dir`` is given); else the official archives (``'download'``).
+
+  >>> resolve_source('auto', image_folder='/data/cifar')
+  'folder'
+  """
+  if source not in SOURCES:
+    raise ValueError(f"unknown data `source` (={source!r}); known: {', '.join(SOURCES)}")
+  if source == "folder" and image_folder is None:
+    raise ValueError("`source` (='folder') needs `image_folder` (a class-per-folder root or its "
+                     "tarball)")
+  if source in ("tfds", "download") and image_folder is not None:
+    raise ValueError(f"`source` (={source!r}) and `image_folder` (={str(image_folder)!r}) "
+                     "contradict each other; drop one")
+  if source != "auto":
+    return source
+  if image_folder is not None:
+    return "folder"
+  return "tfds" if data_dir is not None or has_tensorflow() else "download"
+
+
+def _download_arrays(name, split, *, cache_dir, process_index, process_count):
+  from jaxcnn.data import _download  # pylint: disable=g-import-not-at-top
+  spec = parse_split(split)
+  process_index, process_count = resolve_process(process_index, process_count)
+  whole = _download.download_arrays(name, spec.name, cache_dir or default_cache_dir())
+  start, stop = resolve_split(split, whole["label"].shape[0])
+  lo, hi = shard_range(start, stop, process_index, process_count, drop_remainder=True)
+  return {"image": whole["image"][lo:hi], "label": whole["label"][lo:hi]}
+
+
 def load_arrays(name: str | None, split: str, *, data_dir: str | None = None,
                 image_folder: str | os.PathLike | None = None, download: bool = True,
                 process_index: int | None = None, process_count: int | None = None,
-                cache: bool = True, cache_dir: str | os.PathLike | None = None
-                ) -> dict[str, np.ndarray]:
+                cache: bool = True, cache_dir: str | os.PathLike | None = None,
+                source: str = "auto") -> dict[str, np.ndarray]:
   """Loads this process's shard of a split into host memory.
 
   Args:
@@ -489,24 +628,31 @@ def load_arrays(name: str | None, split: str, *, data_dir: str | None = None,
       for other data (then class names are the folder names).
     split: tfds split syntax: ``'train'``, ``'train[:45000]'``, ``'train[45000:]'``,
       ``'train[:90%]'``...
-    data_dir: tfds data directory (a prepared copy is used as is; None = tfds's default).
+    data_dir: tfds data directory (a prepared copy is used as is; None = tfds's default). It
+      must exist: a mistyped one is an error, never created.
     image_folder: a class-per-folder copy, ``root/<split>/<class>/<image>``, or a tarball of one.
       When set, tfds is not used (and TensorFlow is not imported).
-    download: let tfds download when the data is not prepared.
+    download: let tfds download when the data is not prepared (offline, the error comes within
+      seconds, not after tfds' minutes of retries).
     process_index, process_count: this process's disjoint, contiguous shard of the split
       (defaults: ``jax.process_index()``, ``jax.process_count()``). Shards are equal, of
       ``n // process_count`` examples, so every process runs the same number of steps; the
       last ``n % process_count`` examples are left out (none with one process).
     cache, cache_dir: for ``image_folder``: keep the decoded split as an ``.npz`` (see
-      :func:`read_image_folder`).
+      :func:`read_image_folder`); a read-only cache runs uncached, with one warning. For
+      ``source='download'``: the official files are kept in ``cache_dir/downloads``.
+    source: ``'auto'`` (default: :func:`resolve_source`), ``'tfds'``, ``'download'`` (the
+      official archives, no TensorFlow: :mod:`jaxcnn.data._download`) or ``'folder'``.
 
   Returns:
     ``{'image': np.uint8 [N, H, W, C], 'label': np.int32 [N]}``.
 
   Raises:
-    DatasetNotFoundError: nothing found where pointed, and tfds could not download (the message
-      says what was tried and how to point at a local copy).
-    ValueError: unknown name, malformed split, corrupt image (named), empty class folder (named).
+    DatasetNotFoundError: nothing found where pointed, and nothing could be downloaded (the
+      message says what was tried and how to point at a local copy).
+    TensorFlowMissingError: the tfds route without TensorFlow (an ``ImportError``).
+    ValueError: unknown name or source, malformed split, corrupt image (named), empty class
+      folder (named), checksum mismatch or damaged archive (named).
 
   Example:
     >>> val = load_arrays('cifar10', 'train[45000:]',
@@ -514,10 +660,15 @@ def load_arrays(name: str | None, split: str, *, data_dir: str | None = None,
     >>> val['image'].shape  # doctest: +SKIP
     (5000, 32, 32, 3)
   """
-  if image_folder is not None:
+  source = resolve_source(source, image_folder=image_folder, data_dir=data_dir)
+  if source == "folder":
     return _folder_arrays(name, split, image_folder=image_folder, process_index=process_index,
                           process_count=process_count, cache=cache, cache_dir=cache_dir)
   if name is None:
     raise ValueError("`name` (=None) is only allowed with `image_folder`")
+  get_info(name)
+  if source == "download":
+    return _download_arrays(name, split, cache_dir=cache_dir, process_index=process_index,
+                            process_count=process_count)
   return _tfds_arrays(name, split, data_dir=data_dir, download=download,
                       process_index=process_index, process_count=process_count)

@@ -123,3 +123,40 @@ def shard_range(start: int, stop: int, process_index: int, process_count: int, *
   lo = start + process_index * n // process_count
   hi = start + (process_index + 1) * n // process_count
   return lo, hi
+
+
+def check_splits_disjoint(name: str | None, train_split: str, eval_split: str,
+                          num_examples: int | None = None) -> None:
+  """Raises ``ValueError`` when the eval split shares examples with the train split.
+
+  Both are tfds split strings; only slices of the same base split can overlap. The sizes come
+  from ``num_examples`` or, for a known dataset, its documented split sizes; without either,
+  percent slices are compared as fractions (absolute ones cannot be compared and pass).
+
+  Example:
+    >>> check_splits_disjoint('cifar10', 'train[:45000]', 'train[45000:]')
+    >>> check_splits_disjoint('cifar10', 'train[:90%]', 'train[-10000:]')
+    Traceback (most recent call last):
+    ...
+    ValueError: `eval_split` (='train[-10000:]') overlaps `train_split` (='train[:90%]') in 5000 examples (40000..44999 of 'train'); evaluating on training images overstates accuracy: make them disjoint, e.g. 'train[:45000]' and 'train[45000:]'
+  """
+  a, b = parse_split(train_split), parse_split(eval_split)
+  if a.name != b.name:
+    return
+  if num_examples is None and name is not None:
+    from jaxcnn.data._info import DATASETS  # pylint: disable=g-import-not-at-top
+    info = DATASETS.get(name)
+    num_examples = info and {"train": info.num_train, "test": info.num_test}.get(a.name)
+  if num_examples is None:
+    if any(bound is not None and not bound[1] for bound in (a.start, a.stop, b.start, b.stop)):
+      return
+    num_examples = 10_000  # percent bounds only: any size shows whether the fractions overlap
+  (t0, t1), (e0, e1) = (resolve_split(train_split, num_examples),
+                        resolve_split(eval_split, num_examples))
+  lo, hi = max(t0, e0), min(t1, e1)
+  if lo < hi:
+    raise ValueError(
+        f"`eval_split` (={eval_split!r}) overlaps `train_split` (={train_split!r}) in "
+        f"{hi - lo} examples ({lo}..{hi - 1} of {a.name!r}); evaluating on training images "
+        f"overstates accuracy: make them disjoint, e.g. '{a.name}[:45000]' and "
+        f"'{a.name}[45000:]'")

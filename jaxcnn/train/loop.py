@@ -220,6 +220,7 @@ def make_loaders(config: ml_collections.ConfigDict, info: Any, *,
   common = dict(
       data_dir=cfg_get(config, "data.data_dir", None),
       image_folder=cfg_get(config, "data.image_folder", None),
+      source=cfg_get(config, "data.source", "auto"),
       kind=cfg_get(config, "data.loader", "device"),
       process_index=index,
       process_count=count,

@@ -1,0 +1,38 @@
+"""MNIST with the Keras MLP: 512-512 ReLU with dropout 0.2, Adam 1e-3, early stopping.
+
+Flatten-Dense(512)-Dropout(0.2)-Dense(512)-Dropout(0.2)-Dense(10) (669,706 parameters), batch
+128, up to 20 epochs; training stops when the validation loss has not improved for 3 epochs and
+the best epoch's parameters are kept. Validation is the last 6,000 training images
+(``train[54000:]``).
+
+Command (the shared PNG copy of MNIST; drop ``data.image_folder`` to use tfds)::
+
+    python -m experiments.train --config experiments/configs/mnist_mlp.py \
+        --workdir runs/mnist_mlp \
+        --config.data.image_folder=../shared/data/mnist_png_train.tar.gz
+
+Expected (MNIST PNG copy, validation = train[54000:]), measured 2026-11-21 on this project's
+2-core AMD EPYC CPU (jax 0.10.2), seed 0: about 3 s per epoch (19,000 images/s); early stopping
+after epoch 8 restores epoch 5: validation loss 0.0675, accuracy 98.2%; 38 s for the whole command.
+
+Keys: see :mod:`jaxcnn.configs.cifar10_tutorial`.
+"""
+
+import ml_collections
+
+from jaxcnn.configs import cifar10_tutorial
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = cifar10_tutorial.get_config()
+  config.model = "mlp"
+  config.model_kwargs = ml_collections.ConfigDict({"hidden": (512, 512), "dropout": 0.2})
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.num_epochs = 20
+  config.patience = 3
+  config.checkpoint_every_steps = 0
+  config.data.name = "mnist"
+  config.data.train_split = "train[:54000]"
+  config.data.eval_split = "train[54000:]"
+  return config
