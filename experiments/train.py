@@ -34,9 +34,11 @@ def main(argv: list[str]) -> None:
     # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
     logging.set_verbosity(logging.WARNING)
   if _XLA_CPU_TUNING.value:
-    added = xla_flags.apply_recommended_cpu_flags()  # before JAX's first computation
+    added = xla_flags.APPLIED_AT_IMPORT + xla_flags.apply_recommended_cpu_flags()
     if added:
       logging.warning("XLA_FLAGS += %s (--noxla_cpu_tuning to leave them off)", " ".join(added))
+  else:
+    xla_flags.remove_import_flags()  # `import jaxcnn` added them; before JAX's first computation
   # Errors a user causes (a bad value, missing data, a diverging run) are ValueErrors, a
   # DatasetNotFoundError or a NonFiniteError whose message names the problem and what to do:
   # print that alone. Anything else keeps its traceback.
