@@ -136,6 +136,9 @@ def test_a_miss_is_measured_once_and_stored(_isolated_cache, monkeypatch):
   x, w, spec = make(CASES[4])
   g = jax.jit(jax.grad(lambda x, w: F.conv(x, w, padding="SAME", dilation=2, groups=2).sum(),
                        argnums=(0, 1)))
+  y0 = jnp.zeros((1, *x.shape[1:]))
+  F.conv(y0, w, padding="SAME", dilation=2, groups=2)  # eager miss: plain path, not measured
+  assert not calls
   g(x, w)
   g(x, w)
   F.conv(x, w, padding="SAME", dilation=2, groups=2)  # eager: same key, no new measurement

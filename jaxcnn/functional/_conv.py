@@ -140,7 +140,8 @@ def conv(
   # formulation, measured once per shape and cached (jaxcnn._tuning; JAXCNN_TUNING=off: never).
   spec = _conv_fast.ConvSpec(n, tuple(s), tuple(tuple(p) for p in pads), tuple(d), groups,
                              tuple(precision) if isinstance(precision, list) else precision)
-  tuned = _conv_fast.choose(x.shape, w.shape, dtype, spec)
+  traced = isinstance(x, jax.core.Tracer) or isinstance(w, jax.core.Tracer)
+  tuned = _conv_fast.choose(x.shape, w.shape, dtype, spec, traced=traced)
   if tuned is not None:
     return _add_bias(_conv_fast.conv_tuned(x, w, tuned), b)
   y = lax.conv_general_dilated(

@@ -137,11 +137,11 @@ def measure(x_shape, w_shape, dtype, spec: ConvSpec, budget_s: float = 0.3) -> d
   return entry
 
 
-def choose(x_shape, w_shape, dtype, spec: ConvSpec) -> ConvSpec | None:
+def choose(x_shape, w_shape, dtype, spec: ConvSpec, traced: bool = True) -> ConvSpec | None:
   """The spec with its formulations chosen, or ``None`` for the plain path.
 
-  ``None`` when tuning is ``'off'``, the backend is not the CPU, or (mode ``'cached'``) the
-  cache has no entry for this shape. A cached entry is used as it is: deterministic given the
+  ``None`` when tuning is ``'off'``, the backend is not the CPU, or the cache has no entry for
+  this shape and either the mode is ``'cached'`` or the call is eager (``traced=False``). A cached entry is used as it is: deterministic given the
   cache.
   """
   mode = _tuning.get_mode()
@@ -150,7 +150,9 @@ def choose(x_shape, w_shape, dtype, spec: ConvSpec) -> ConvSpec | None:
   key = shape_key(x_shape, w_shape, dtype, spec)
   entry = _tuning.lookup(OP, key)
   if entry is None:
-    if mode == "cached":
+    # Measure only for a traced call (jit, grad, vmap): that is the compiled training path;
+    # an eager call (e.g. a model's init on a batch of one) takes the plain path instead.
+    if mode == "cached" or not traced:
       return None
     entry = _tuning.run_outside_trace(lambda: measure(x_shape, w_shape, dtype, spec))
     _tuning.store(OP, key, entry)
