@@ -172,10 +172,12 @@ def main(argv: list[str]) -> None:
     # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
     logging.set_verbosity(logging.WARNING)
   if _XLA_CPU_TUNING.value:
-    added = xla_flags.apply_recommended_cpu_flags()  # before JAX's first computation
+    added = xla_flags.APPLIED_AT_IMPORT + xla_flags.apply_recommended_cpu_flags()
     if added:
       logging.info("CPU tuning on (jaxcnn.xla_flags; --noxla_cpu_tuning turns it off): "
                    "XLA_FLAGS += %s", " ".join(added))
+  else:
+    xla_flags.remove_import_flags()  # `import jaxcnn` added them; before JAX's first computation
   workdir = None
   # Errors a user causes (a bad value, missing data, a diverging run, a path that cannot be
   # used) name the problem and what to do: print that alone. Anything else keeps its traceback.

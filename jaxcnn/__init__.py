@@ -11,3 +11,9 @@ Modules, one concern each:
 """
 
 __version__ = "0.1.0"
+
+# XLA CPU flags and the persistent compilation cache, before JAX starts (opt-outs:
+# JAXCNN_XLA_FLAGS=0, JAXCNN_COMPILATION_CACHE=0; see jaxcnn.xla_flags).
+from jaxcnn import xla_flags as _xla_flags  # noqa: E402
+
+_xla_flags.apply_at_import()

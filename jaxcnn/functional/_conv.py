@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxcnn import shapes
+from jaxcnn.functional import _conv_fast
 from jaxcnn.shapes import IntOrSeq, PaddingLike
 
 Array = jax.Array
@@ -134,8 +135,17 @@ def conv(
   x, w = jnp.asarray(x), jnp.asarray(w)
   _, s, d, pads, _ = _resolve(x.shape, w.shape[:n], stride, padding, dilation)
   dtype = jnp.result_type(x, w)
+  x, w = x.astype(dtype), w.astype(dtype)
+  # On CPU each part (forward, input gradient, kernel gradient) may use a faster exact
+  # formulation, measured once per shape and cached (jaxcnn._tuning; JAXCNN_TUNING=off: never).
+  spec = _conv_fast.ConvSpec(n, tuple(s), tuple(tuple(p) for p in pads), tuple(d), groups,
+                             tuple(precision) if isinstance(precision, list) else precision)
+  traced = isinstance(x, jax.core.Tracer) or isinstance(w, jax.core.Tracer)
+  tuned = _conv_fast.choose(x.shape, w.shape, dtype, spec, traced=traced)
+  if tuned is not None:
+    return _add_bias(_conv_fast.conv_tuned(x, w, tuned), b)
   y = lax.conv_general_dilated(
-      x.astype(dtype), w.astype(dtype),
+      x, w,
       window_strides=s,
       padding=pads,
       rhs_dilation=d,

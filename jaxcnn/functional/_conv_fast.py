@@ -1,0 +1,166 @@
+"""A convolution whose forward pass, input gradient and kernel gradient each use the fastest
+exact formulation for their shape on this host (CPU), measured once and cached.
+
+Why: XLA CPU computes every part of a conv layer as a convolution, but a kernel gradient is a
+convolution whose window is the whole feature map, and that is where XLA CPU (with or without
+YNNPACK) is slowest; im2col + one matrix product (``patches(x)^T @ dy``) is the same sum in
+another order, and often faster. Which one wins depends on the shape, the CPU and the XLA
+flags, so it is measured rather than guessed (:mod:`jaxcnn._tuning`).
+
+Formulations (each a bilinear function ``f(x, w)`` with the same value):
+
+* ``'xla'``: ``lax.conv_general_dilated``; its gradients are XLA's transposed convolutions.
+* ``'patches'``: :func:`jaxcnn.functional.patches` (strided slices, no arithmetic) and one
+  ``dot``; its kernel gradient is one GEMM, its input gradient a GEMM and a col2im scatter-add.
+
+``conv_tuned`` is a ``jax.custom_jvp``: the tangent is ``f_dx(dx, w) + f_dw(x, dw)``, so
+reverse mode transposes ``f_dx`` for the input gradient and ``f_dw`` for the kernel gradient,
+forward mode and higher orders work, and an unused input gradient (the first layer) is never
+computed (symbolic zeros). Results differ from the plain path only in float32 summation order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxcnn import _tuning
+
+FORMULATIONS = ("xla", "patches")
+PARTS = ("fwd", "dx", "dw")
+OP = "conv"
+# A formulation other than 'xla' must beat it by this factor to be chosen: a 2% difference is
+# noise on a shared machine, and 'xla' is the plain path.
+MARGIN = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+  """Static description of one convolution: resolved geometry and the chosen formulations."""
+  n: int
+  stride: tuple[int, ...]
+  pads: tuple[tuple[int, int], ...]
+  dilation: tuple[int, ...]
+  groups: int
+  precision: Any
+  fwd: str = "xla"
+  dx: str = "xla"
+  dw: str = "xla"
+
+  def with_choice(self, choice: dict[str, str]) -> "ConvSpec":
+    return dataclasses.replace(self, **{p: choice[p] for p in PARTS})
+
+
+def _xla(x, w, spec: ConvSpec):
+  from jaxcnn.functional._conv import _DIMENSION_NUMBERS  # pylint: disable=g-import-not-at-top
+  return lax.conv_general_dilated(
+      x, w, window_strides=spec.stride, padding=spec.pads, rhs_dilation=spec.dilation,
+      dimension_numbers=_DIMENSION_NUMBERS[spec.n], feature_group_count=spec.groups,
+      precision=spec.precision)
+
+
+def _patches(x, w, spec: ConvSpec):
+  from jaxcnn.functional._conv import conv_via_patches  # pylint: disable=g-import-not-at-top
+  return conv_via_patches(x, w, stride=spec.stride, padding=spec.pads, dilation=spec.dilation,
+                          groups=spec.groups, precision=spec.precision)
+
+
+_FORMS = {"xla": _xla, "patches": _patches}
+
+
+def _is_zero(t) -> bool:
+  return isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+def _conv_impl(x, w, spec):
+  return _FORMS[spec.fwd](x, w, spec)
+
+
+_conv = jax.custom_jvp(_conv_impl, nondiff_argnums=(2,))
+
+
+def _conv_jvp(spec, primals, tangents):
+  x, w = primals
+  tx, tw = tangents
+  y = _conv(x, w, spec)
+  terms = []
+  if not _is_zero(tx):
+    terms.append(_FORMS[spec.dx](tx, w, spec))
+  if not _is_zero(tw):
+    terms.append(_FORMS[spec.dw](x, tw, spec))
+  if not terms:
+    return y, jnp.zeros_like(y)
+  return y, terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+_conv.defjvp(_conv_jvp, symbolic_zeros=True)
+
+
+def shape_key(x_shape, w_shape, dtype, spec: ConvSpec) -> str:
+  """The cache key of one convolution: shapes, dtype, geometry, precision."""
+  return (f"x{tuple(x_shape)}|w{tuple(w_shape)}|{np.dtype(dtype).name}|s{spec.stride}|"
+          f"p{spec.pads}|d{spec.dilation}|g{spec.groups}|{spec.precision}")
+
+
+def measure(x_shape, w_shape, dtype, spec: ConvSpec, budget_s: float = 0.3) -> dict[str, Any]:
+  """Times every formulation of each part on random arrays; returns the cache entry.
+
+  ``{'fwd': name, 'dx': name, 'dw': name, 'ms': {'fwd': {name: ms}, ...}}``.
+  """
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(x_shape), dtype)
+  w = jnp.asarray(rng.standard_normal(w_shape), dtype)
+  g = jnp.asarray(rng.standard_normal(jax.eval_shape(lambda: _xla(x, w, spec)).shape), dtype)
+  entry: dict[str, Any] = {"ms": {}}
+  for part in PARTS:
+    cands = {}
+    for name in FORMULATIONS:
+      f = _FORMS[name]
+      if part == "fwd":
+        fn = jax.jit(lambda x, w, f=f: f(x, w, spec))
+        cands[name] = lambda fn=fn: fn(x, w)
+      elif part == "dx":
+        fn = jax.jit(lambda x, w, g, f=f: jax.vjp(lambda x: f(x, w, spec), x)[1](g)[0])
+        cands[name] = lambda fn=fn: fn(x, w, g)
+      else:
+        fn = jax.jit(lambda x, w, g, f=f: jax.vjp(lambda w: f(x, w, spec), w)[1](g)[0])
+        cands[name] = lambda fn=fn: fn(x, w, g)
+    t = _tuning.time_candidates(cands, budget_s=budget_s)
+    best = min(t, key=t.get)
+    entry[part] = best if t[best] < MARGIN * t["xla"] else "xla"
+    entry["ms"][part] = {k: round(v * 1e3, 4) for k, v in t.items()}
+  return entry
+
+
+def choose(x_shape, w_shape, dtype, spec: ConvSpec, traced: bool = True) -> ConvSpec | None:
+  """The spec with its formulations chosen, or ``None`` for the plain path.
+
+  ``None`` when tuning is ``'off'``, the backend is not the CPU, or the cache has no entry for
+  this shape and either the mode is ``'cached'`` or the call is eager (``traced=False``). A cached entry is used as it is: deterministic given the
+  cache.
+  """
+  mode = _tuning.get_mode()
+  if mode == "off" or jax.default_backend() != "cpu":
+    return None
+  key = shape_key(x_shape, w_shape, dtype, spec)
+  entry = _tuning.lookup(OP, key)
+  if entry is None:
+    # Measure only for a traced call (jit, grad, vmap): that is the compiled training path;
+    # an eager call (e.g. a model's init on a batch of one) takes the plain path instead.
+    if mode == "cached" or not traced:
+      return None
+    entry = _tuning.run_outside_trace(lambda: measure(x_shape, w_shape, dtype, spec))
+    _tuning.store(OP, key, entry)
+  if not all(entry.get(p) in _FORMS for p in PARTS):
+    return None  # an entry written by another version: ignore it
+  return spec.with_choice(entry)
+
+
+def conv_tuned(x, w, spec: ConvSpec):
+  """``x * w`` (no bias) with the formulations named in ``spec`` (see the module docstring)."""
+  return _conv(x, w, spec)
