@@ -101,3 +101,34 @@ def test_conv_by_hand_prints_the_lecture_results(run_quick):
                "[[4, 4], [4, 3]], sum 15", "[[1 1 1 1 0]\n [1 2 2 2 1]", "1e+12"):
     assert line in printed, line
   _check_figures(result, out)
+
+
+# ---------------------------------------------------------------------------------- lesson 3
+
+def test_shapes_answers_the_quizzes(run_quick):
+  result, out, printed = run_quick("shapes")
+  r = result["results"]
+  assert r["quiz_flatten_28x28"] == 784
+  assert (r["quiz_130_final_h"], r["quiz_130_final_c"]) == (16, 20)
+  assert r["quiz_pool_by_4_out"] == 32
+  assert r["tutorial_cnn_params"] == 122_570
+  assert r["tutorial_cnn_512_params"] == 586_250
+  assert r["output_size_cases_checked"] == 324 and r["param_count_cases_checked"] == 48
+  assert r["padding_table_rows"] == 12
+  assert "MaxPool(2, 2)                -> (16, 16, 20)" in printed
+  assert "Total params: 122,570" in printed and "Total params: 586,250" in printed
+  _check_figures(result, out)
+
+
+# ---------------------------------------------------------------------------------- lesson 4
+
+def test_edge_filters_finds_the_horizontal_edge_kernel(run_quick):
+  result, out, printed = run_quick("edge_filters")
+  r = result["results"]
+  assert r["quiz_answer_is_a"] is True
+  assert r["quiz_a_horizontal"] > 0 and r["quiz_a_vertical"] == 0
+  assert r["quiz_b_horizontal"] == 0 and r["quiz_b_vertical"] > 0
+  assert 0.3 < r["uint8_negative_edges_lost_fraction"] < 0.7
+  assert r["edge_top_row_zeros"] > 2 * r["edge_top_row_extend"]
+  assert "-> kernel a (Sobel-y)" in printed
+  _check_figures(result, out)
