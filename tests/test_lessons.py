@@ -132,3 +132,30 @@ def test_edge_filters_finds_the_horizontal_edge_kernel(run_quick):
   assert r["edge_top_row_zeros"] > 2 * r["edge_top_row_extend"]
   assert "-> kernel a (Sobel-y)" in printed
   _check_figures(result, out)
+
+
+# ---------------------------------------------------------------------------------- lesson 1
+
+def test_photo_walk_stages(run_quick):
+  result, out, printed = run_quick("photo_walk")
+  r = result["results"]
+  assert (r["input_h"], r["input_w"]) == (150, 128)  # 512x600 photo, shorter side to 128
+  assert (r["pooled_h"], r["pooled_w"]) == (75, 64)
+  assert r["flat_features"] == 75 * 64 * 5
+  assert abs(r["softmax_sum"] - 1) < 1e-6
+  assert r["dropped_maps"] >= 1 and abs(r["dropout_scale"] - 4 / 3) < 1e-5
+  assert printed.count("kernel ") >= 5 and "sum = 1.000000" in printed
+  _check_figures(result, out)
+
+
+# ---------------------------------------------------------------------------------- lesson 9
+
+@pytest.mark.slow  # four nets compiled and trained: ~35 s of CPU
+def test_stride_padding_table(run_quick):
+  result, out, printed = run_quick("stride_padding")
+  r = result["results"]
+  assert r["pooled_params"] == 122_570 and r["stridenet_params"] == 113_738
+  assert r["stridenet_gap_params"] == 94_538 and r["pooled_1x1_params"] == 74_458
+  for name in ("pooled", "stridenet", "stridenet_gap", "pooled_1x1"):
+    assert 0.0 <= r[f"{name}_val_accuracy"] <= 1.0
+  _check_figures(result, out)

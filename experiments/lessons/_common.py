@@ -199,3 +199,40 @@ def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
   """uint8 ``[N, H, W, C]`` -> float32 ``(x / 255 - mean) / std`` (numpy, as jaxcnn.data does)."""
   x = images.astype(np.float32) / 255.0
   return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
+
+
+def load_split(name: str, split: str, *, image_folder: str | None, quick: bool,
+               quick_size: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Normalised ``(float32 [N, H, W, C], int32 [N])`` of a split, through :mod:`jaxcnn.data`.
+
+  ``quick``: ``quick_size`` synthetic images of the dataset's shape instead (no file read), a
+  different draw per split so validation is not the training set.
+  """
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+
+  info = data.get_info(name)
+  if quick:
+    images, labels = synthetic_images(quick_size, info.image_shape, info.num_classes,
+                                      seed=seed + (0 if split.startswith("train[:") else 1))
+  else:
+    arrays = data.load_arrays(name, split, image_folder=image_folder)
+    images, labels = arrays["image"], arrays["label"]
+  return normalise(images, info.mean, info.std), labels
+
+
+def denormalise(x: np.ndarray, name: str) -> np.ndarray:
+  """Inverse of :func:`load_split`'s normalisation, clipped to [0, 1] for drawing."""
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+
+  info = data.get_info(name)
+  img = np.asarray(x) * np.asarray(info.std, np.float32) + np.asarray(info.mean, np.float32)
+  return np.clip(img, 0.0, 1.0)
+
+
+def train(model, train_xy, val_xy, *, epochs: int, batch_size: int, seed: int,
+          learning_rate: float = 1e-3, patience: int = 0, verbose: int = 0):
+  """``jaxcnn.train.fit`` with the course's Adam; returns its ``History`` (``.state`` trained)."""
+  from jaxcnn.train import fit  # pylint: disable=g-import-not-at-top
+
+  return fit(model, train_xy, epochs=epochs, batch_size=batch_size, validation_data=val_xy,
+             learning_rate=learning_rate, patience=patience, seed=seed, verbose=verbose)

@@ -2,7 +2,7 @@
 
     python -m experiments.lessons edge_filters [--quick]
 
-On matplotlib's bundled Grace Hopper photo (grayscale; 512x600, or its 128-pixel-high copy with
+On matplotlib's bundled Grace Hopper photo (grayscale; 512x600, or its 150x128 copy with
 ``--quick``), filtered with ``jaxcnn.functional.conv`` (cross-correlation, what OpenCV's
 ``filter2D`` computes). No training; about 3 s on a 2-core CPU (quick or full). It prints:
 
