@@ -159,3 +159,25 @@ def test_stride_padding_table(run_quick):
   for name in ("pooled", "stridenet", "stridenet_gap", "pooled_1x1"):
     assert 0.0 <= r[f"{name}_val_accuracy"] <= 1.0
   _check_figures(result, out)
+
+
+# ---------------------------------------------------------------------------------- lesson 5
+
+@pytest.mark.slow  # trains twice-compiled steps and draws five figures: ~25 s of CPU
+def test_cifar10_cnn_quick(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
+  result, out, printed = run_quick("cifar10_cnn")
+  r = result["results"]
+  assert r["epochs"] == 2
+  assert 0.0 <= r["val_accuracy"] <= 1.0
+  assert abs(np.mean([r[f"accuracy_{c}"] for c in lessons_pkg.cifar10_cnn.CLASSES])
+             - r["val_accuracy"]) < 0.1  # 256 synthetic images: classes nearly balanced
+  assert "I think this is a " in printed and "trained a net" in printed
+  names = [n for n, _ in result["figures"]]
+  for name in ("train_grid.png", "curves.png", "confusion.png", "filters.png",
+               "feature_maps.png"):
+    assert name in names
+  _check_figures(result, out)
+  # A second run loads the cached net instead of retraining.
+  again = lessons_pkg.run_lesson("cifar10_cnn", tmp_path_factory.mktemp("again"), quick=True)
+  assert again["results"]["val_accuracy"] == r["val_accuracy"]
