@@ -1,0 +1,238 @@
+"""Glue shared by the lesson scripts, and nothing general: the photo, figure saving, the gallery,
+the trained-checkpoint cache and the tiny synthetic data that ``--quick`` runs on.
+
+Anything a learner or researcher would reuse outside the lessons (feature maps, attributions,
+image grids) belongs in :mod:`jaxcnn.inspect` / :mod:`jaxcnn.plots`; the small drawing helpers
+here only lay out what a lesson prints, until those land.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+Caption = tuple[str, str]
+
+
+# ------------------------------------------------------------------------------------------------
+# The photo
+
+def load_photo(size: int | None = None) -> np.ndarray:
+  """Grace Hopper, the sample photo bundled with matplotlib (no download), as grayscale uint8.
+
+  Returns ``[H, W]`` uint8 (512 x 600 as shipped; ``size`` resizes the shorter side to ``size``
+  pixels, keeping the aspect ratio, to keep quick runs fast).
+  """
+  from matplotlib import cbook  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+  img = Image.open(path).convert("L")
+  if size is not None:
+    w, h = img.size
+    scale = size / min(w, h)
+    img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+  return np.asarray(img, np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures and the gallery
+
+def new_figure(width: float, height: float) -> Figure:
+  """A pyplot-free figure (Agg canvas) with constrained layout."""
+  fig = Figure(figsize=(width, height), layout="constrained")
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def save(fig: Figure, out: pathlib.Path, name: str, caption: str,
+         figures: list[Caption], *, dpi: int = 100) -> None:
+  """Writes ``fig`` to ``out/name`` and records ``(name, caption)`` for the gallery."""
+  out.mkdir(parents=True, exist_ok=True)
+  FigureCanvasAgg(fig)
+  fig.savefig(out / name, dpi=dpi)
+  figures.append((name, caption))
+
+
+def write_gallery(out: pathlib.Path, title: str, figures: Sequence[Caption],
+                  results: Mapping[str, Any], *, header: str = "") -> pathlib.Path:
+  """``out/index.md``: the lesson's title, its numbers as a table and each figure with a caption
+  saying what to look at."""
+  lines = [f"# {title}", ""]
+  if header:
+    lines += [header, ""]
+  if results:
+    lines += ["| result | value |", "| --- | ---: |"]
+    for k, v in results.items():
+      lines.append(f"| `{k}` | {_fmt(v)} |")
+    lines.append("")
+  for name, caption in figures:
+    lines += [f"## {name}", "", caption, "", f"![{name}]({name})", ""]
+  path = out / "index.md"
+  path.write_text("\n".join(lines))
+  return path
+
+
+def _fmt(v: Any) -> str:
+  if isinstance(v, bool):
+    return str(v)
+  if isinstance(v, int):
+    return f"{v:,}"
+  if isinstance(v, float):
+    return f"{v:.6g}"
+  return str(v)
+
+
+def show_array(name: str, a: Any) -> str:
+  """``name = [..]`` with integers printed as integers (what numpy's print shows)."""
+  a = np.asarray(a)
+  if a.dtype.kind == "f" and np.all(a == np.round(a)):
+    a = a.astype(np.int64)
+  body = np.array2string(a, separator=" ")
+  return f"{name} = {body}" if "\n" not in body else f"{name} =\n{body}"
+
+
+def image_panel(ax, img: np.ndarray, title: str, *, cmap: str = "gray",
+                diverging: bool = False, colorbar_fig: Figure | None = None) -> None:
+  """One image on ``ax`` with a title; ``diverging`` centres a red-blue map on 0."""
+  img = np.asarray(img, np.float32)
+  if diverging:
+    lim = float(np.max(np.abs(img))) or 1.0
+    im = ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+  else:
+    im = ax.imshow(img, cmap=cmap)
+  ax.set_title(title, fontsize=9)
+  ax.set_xticks([])
+  ax.set_yticks([])
+  if colorbar_fig is not None:
+    colorbar_fig.colorbar(im, ax=ax, shrink=0.8)
+
+
+def annotate(ax, img: np.ndarray, fmt: str = "{:.3g}", *, skip_zero: bool = False,
+             fontsize: int = 9) -> None:
+  """Writes each cell's value on a :func:`image_panel` drawn with ``diverging=True``, white on
+  the dark cells so every number stays readable."""
+  img = np.asarray(img, np.float32)
+  lim = float(np.max(np.abs(img))) or 1.0
+  for (i, j), v in np.ndenumerate(img):
+    if skip_zero and v == 0:
+      continue
+    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=fontsize,
+            color="white" if abs(v) > 0.6 * lim else "black")
+
+
+# ------------------------------------------------------------------------------------------------
+# Trained checkpoints, cached by config
+
+def cache_root() -> pathlib.Path:
+  """``$JAXCNN_LESSONS_CACHE`` or ``~/.cache/jaxcnn/lessons``."""
+  env = os.environ.get("JAXCNN_LESSONS_CACHE")
+  return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "jaxcnn" / "lessons"
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+  """A short stable hash of a JSON-able config (the cache key of a trained net)."""
+  blob = json.dumps(config, sort_keys=True, default=str).encode()
+  return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def cached_train(config: Mapping[str, Any], train_fn, *, cache: pathlib.Path | None = None):
+  """Trains once per config: returns ``(params, history)`` from the cache, or calls
+  ``train_fn() -> (params, history)`` and stores its result under ``cache/<key>.npz``.
+
+  ``params`` is a nested dict of arrays; ``history`` a dict of per-epoch lists of floats.
+  """
+  import flax  # pylint: disable=g-import-not-at-top
+
+  cache = cache_root() if cache is None else cache
+  path = cache / f"{config.get('name', 'net')}-{config_key(config)}.npz"
+  if path.exists():
+    with np.load(path, allow_pickle=False) as f:
+      flat = {k[2:]: f[k] for k in f.files if k.startswith("p/")}
+      history = json.loads(str(f["history"]))
+    return flax.traverse_util.unflatten_dict(flat, sep="/"), history, True
+  params, history = train_fn()
+  flat = flax.traverse_util.flatten_dict(params, sep="/")
+  cache.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.stem + ".tmp.npz")
+  np.savez(tmp, history=json.dumps(history), config=json.dumps(dict(config), default=str),
+           **{f"p/{k}": np.asarray(v) for k, v in flat.items()})
+  os.replace(tmp, path)
+  return params, history, False
+
+
+# ------------------------------------------------------------------------------------------------
+# Data: the real copies, or tiny synthetic stand-ins for --quick
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+
+
+def synthetic_images(n: int, shape: tuple[int, int, int], num_classes: int = 10,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Learnable stand-in data for quick runs: class ``c`` is a bright square at a position and
+  colour set by ``c`` on noise. Returns ``(uint8 [n, *shape], int32 [n])``."""
+  rng = np.random.default_rng(seed)
+  h, w, c = shape
+  labels = (np.arange(n) % num_classes).astype(np.int32)
+  rng.shuffle(labels)
+  images = rng.integers(0, 96, size=(n, h, w, c)).astype(np.float32)
+  s = max(2, h // 4)
+  for i, y in enumerate(labels):
+    r, q = divmod(int(y), 4)
+    top, left = (r * (h - s)) // 3, (q * (w - s)) // 3
+    colour = 255 * np.array([(y + 1) % 2, (y // 2) % 2, 1][:c] if c == 3 else [1.0])
+    images[i, top:top + s, left:left + s, :] = 0.5 * images[i, top:top + s, left:left + s, :] + \
+        0.7 * colour
+  return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+  """uint8 ``[N, H, W, C]`` -> float32 ``(x / 255 - mean) / std`` (numpy, as jaxcnn.data does)."""
+  x = images.astype(np.float32) / 255.0
+  return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
+
+
+def load_split(name: str, split: str, *, image_folder: str | None, quick: bool,
+               quick_size: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Normalised ``(float32 [N, H, W, C], int32 [N])`` of a split, through :mod:`jaxcnn.data`.
+
+  ``quick``: ``quick_size`` synthetic images of the dataset's shape instead (no file read), a
+  different draw per split so validation is not the training set.
+  """
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+
+  info = data.get_info(name)
+  if quick:
+    images, labels = synthetic_images(quick_size, info.image_shape, info.num_classes,
+                                      seed=seed + (0 if split.startswith("train[:") else 1))
+  else:
+    arrays = data.load_arrays(name, split, image_folder=image_folder)
+    images, labels = arrays["image"], arrays["label"]
+  return normalise(images, info.mean, info.std), labels
+
+
+def denormalise(x: np.ndarray, name: str) -> np.ndarray:
+  """Inverse of :func:`load_split`'s normalisation, clipped to [0, 1] for drawing."""
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+
+  info = data.get_info(name)
+  img = np.asarray(x) * np.asarray(info.std, np.float32) + np.asarray(info.mean, np.float32)
+  return np.clip(img, 0.0, 1.0)
+
+
+def train(model, train_xy, val_xy, *, epochs: int, batch_size: int, seed: int,
+          learning_rate: float = 1e-3, patience: int = 0, verbose: int = 0):
+  """``jaxcnn.train.fit`` with the course's Adam; returns its ``History`` (``.state`` trained)."""
+  from jaxcnn.train import fit  # pylint: disable=g-import-not-at-top
+
+  return fit(model, train_xy, epochs=epochs, batch_size=batch_size, validation_data=val_xy,
+             learning_rate=learning_rate, patience=patience, seed=seed, verbose=verbose)
