@@ -107,8 +107,8 @@ def create_train_state(model: flax.linen.Module, key: jax.Array,
     input_shape: ``[B, H, W, C]`` of zeros used for the default initialisation (``B`` may be 1);
       may be None when ``sample_batch`` is given.
     tx: the optax transformation, or ``params -> tx`` (see
-      :func:`jaxcnn.train.optim.resolve_optimizer`). ``optax.lookahead`` is recognised (its
-      ``init`` needs ``LookaheadParams``) and the params are kept as ``LookaheadParams``.
+      :func:`jaxcnn.train.optim.resolve_optimizer`). ``optax.lookahead`` is recognised (by its
+      ``LookaheadState``) and the params are then kept as ``LookaheadParams``.
     averager: an :class:`~jaxcnn.train.average.Averager` (:func:`~jaxcnn.train.average.ema`,
       :func:`~jaxcnn.train.average.lookahead`); ``ema=d > 0`` is shorthand for ``ema(d)``.
     init_fn: ``init_fn(model, key, sample_batch) -> variables``, replacing ``model.init``: e.g.
@@ -147,12 +147,10 @@ def create_train_state(model: flax.linen.Module, key: jax.Array,
   if not isinstance(tx, optax.GradientTransformation):
     tx = tx(params)
   opt_params = params
-  try:
-    opt_state = tx.init(params)
-  except AttributeError as e:
-    if "fast" not in str(e):
-      raise
-    opt_params = optax.LookaheadParams.init_synced(params)  # optax.lookahead
+  opt_state = tx.init(params)
+  if isinstance(opt_state, optax.LookaheadState):
+    # optax.lookahead updates LookaheadParams (fast and slow copies), not the model's params.
+    opt_params = optax.LookaheadParams.init_synced(params)
     opt_state = tx.init(opt_params)
   state = TrainState(
       step=jnp.zeros((), jnp.int32),
