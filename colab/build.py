@@ -1,0 +1,164 @@
+"""Builds ``colab/*.ipynb`` from their sources (the source of truth): ``colab/src/*.py``, and
+one ``lesson_<name>.ipynb`` per lesson in ``experiments/lessons/`` (which runs the lesson and
+shows its figures inline, so a lesson and its notebook cannot disagree).
+
+Each source is a plain Python file in the "percent" format: cells start with ``# %%`` (code)
+or ``# %% [markdown]`` (markdown, every line a ``# `` comment). The build puts the same four
+cells in front of every notebook, so they cannot drift apart:
+
+1. the title (the source's first markdown cell) with an "Open in Colab" badge;
+2. the install cell: on Colab, clone the repository and install jaxcnn (which keeps Colab's
+   jax, flax and optax as they are); elsewhere nothing;
+3. ``QUICK``: ``JAXCNN_QUICK=1`` (as the tests set it) shrinks data and epochs to seconds;
+4. the device check (:func:`jaxcnn.runtime.device_report`): which devices JAX uses, and a
+   warning when the machine's accelerator is not among them.
+
+The notebooks are written without outputs, so they diff as cleanly as their sources.
+``tests/test_notebooks.py`` checks they are in sync and runs each one in quick mode.
+
+    python colab/build.py          # rewrite colab/*.ipynb
+    python colab/build.py --check  # exit 1 if any notebook is out of date
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pathlib
+import sys
+
+# The one place the repository's address is written: badges and install cells use it.
+REPO = "jaxcnn/jaxcnn"
+BRANCH = "main"
+
+HERE = pathlib.Path(__file__).resolve().parent
+SOURCES = HERE / "src"
+LESSONS = HERE.parent / "experiments" / "lessons"
+
+INSTALL = f"""\
+import os, sys
+if "google.colab" in sys.modules:  # on Colab: fetch jaxcnn; installing it leaves jax/flax/optax as they are
+    if not os.path.isdir("/content/jaxcnn"):
+        !git clone -q --depth 1 https://github.com/{REPO} /content/jaxcnn
+        %pip install -q -e /content/jaxcnn
+    %cd /content/jaxcnn"""
+
+QUICK = """\
+# CI runs every notebook top to bottom with JAXCNN_QUICK=1: tiny data, a few steps.
+QUICK = os.environ.get("JAXCNN_QUICK", "0") == "1"
+print("quick mode" if QUICK else "full mode")"""
+
+DEVICE_CHECK = """\
+from jaxcnn.runtime import device_report
+BACKEND = device_report()  # says plainly when JAX is on the CPU although the machine has a TPU/GPU"""
+
+
+def badge(name: str) -> str:
+  url = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/colab/{name}.ipynb"
+  return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def parse(text: str) -> list[tuple[str, str]]:
+  """``[(kind, source)]`` cells of a percent-format file; kind is 'code' or 'markdown'."""
+  cells: list[tuple[str, list[str]]] = []
+  for line in text.splitlines():
+    if line.startswith("# %%"):
+      cells.append(("markdown" if "[markdown]" in line else "code", []))
+    elif cells:
+      cells[-1][1].append(line)
+    elif line.strip():
+      raise ValueError(f"text before the first '# %%' cell marker: {line!r}")
+  out = []
+  for kind, lines in cells:
+    if kind == "markdown":
+      lines = [l[2:] if l.startswith("# ") else l.lstrip("#") for l in lines]
+    src = "\n".join(lines).strip("\n")
+    if src:
+      out.append((kind, src))
+  return out
+
+
+def lesson_cells(path: pathlib.Path) -> list[tuple[str, str]]:
+  """The cells of the notebook of the lesson at ``path``: its docstring, run, figures inline."""
+  tree = ast.parse(path.read_text())
+  doc = ast.get_docstring(tree) or ""
+  title = next((n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                and any(getattr(t, "id", None) == "TITLE" for t in n.targets)
+                and isinstance(n.value, ast.Constant)), path.stem)
+  name = path.stem
+  return [
+      ("markdown", f"# Lesson: {title}\n\n{doc}"),
+      ("code", f"""import pathlib
+from IPython.display import Image, Markdown, display
+from experiments.lessons import {name} as lesson
+
+OUT = pathlib.Path(os.environ.get("JAXCNN_NOTEBOOK_OUT", "lessons_out")) / "{name}"
+result = lesson.run(OUT, quick=QUICK)"""),
+      ("markdown", "The figures the lesson wrote, each with what to look at:"),
+      ("code", """for filename, caption in result["figures"]:
+    display(Markdown(f"**{filename}**: {caption}"), Image(filename=str(OUT / filename)))
+result["results"]"""),
+  ]
+
+
+def _cell(kind: str, source: str) -> dict:
+  cell = {"cell_type": kind, "metadata": {}, "source": source.splitlines(keepends=True)}
+  if kind == "code":
+    cell.update(execution_count=None, outputs=[])
+  return cell
+
+
+def build(path: pathlib.Path) -> str:
+  """The notebook JSON (nbformat 4) for the source at ``path`` (a notebook source or a lesson)."""
+  name = notebook_name(path)
+  cells = lesson_cells(path) if path.parent == LESSONS else parse(path.read_text())
+  if not cells or cells[0][0] != "markdown":
+    raise ValueError(f"{path}: the first cell must be markdown (the notebook's title)")
+  title = cells[0][1] + "\n\n" + badge(name)
+  nb = {
+      "cells": [_cell("markdown", title), _cell("code", INSTALL), _cell("code", QUICK),
+                _cell("code", DEVICE_CHECK)] + [_cell(k, s) for k, s in cells[1:]],
+      "metadata": {
+          "accelerator": "TPU",
+          "colab": {"provenance": [], "toc_visible": True},
+          "kernelspec": {"display_name": "Python 3", "name": "python3"},
+          "language_info": {"name": "python"},
+      },
+      "nbformat": 4,
+      "nbformat_minor": 5,
+  }
+  for i, cell in enumerate(nb["cells"]):
+    cell["id"] = f"{name[:24]}-{i}"
+  return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def notebook_name(path: pathlib.Path) -> str:
+  return f"lesson_{path.stem}" if path.parent == LESSONS else path.stem
+
+
+def sources() -> list[pathlib.Path]:
+  """Every notebook's source: ``colab/src/*.py`` and the lessons (not ``_private`` modules)."""
+  lessons = [p for p in sorted(LESSONS.glob("*.py")) if not p.name.startswith("_")]
+  return sorted(SOURCES.glob("*.py")) + lessons
+
+
+def main(argv: list[str]) -> int:
+  check = "--check" in argv
+  stale = []
+  for src in sources():
+    target = HERE / f"{notebook_name(src)}.ipynb"
+    text = build(src)
+    if target.exists() and target.read_text() == text:
+      continue
+    stale.append(target.name)
+    if not check:
+      target.write_text(text)
+  if check and stale:
+    print(f"out of date (run python colab/build.py): {', '.join(stale)}")
+    return 1
+  print(("rewrote: " + ", ".join(stale)) if stale and not check else "all notebooks up to date")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
