@@ -90,10 +90,10 @@ def lesson_cells(path: pathlib.Path) -> list[tuple[str, str]]:
       ("markdown", f"# Lesson: {title}\n\n{doc}"),
       ("code", f"""import pathlib
 from IPython.display import Image, Markdown, display
-from experiments.lessons import {name} as lesson
+from experiments.lessons import run_lesson
 
-OUT = pathlib.Path(os.environ.get("JAXCNN_NOTEBOOK_OUT", "lessons_out")) / "{name}"
-result = lesson.run(OUT, quick=QUICK)"""),
+OUT = pathlib.Path(os.environ.get("JAXCNN_NOTEBOOK_OUT", "runs/lessons")) / "{name}"
+result = run_lesson("{name}", OUT, quick=QUICK)  # prints what the lesson shows, writes its figures"""),
       ("markdown", "The figures the lesson wrote, each with what to look at:"),
       ("code", """for filename, caption in result["figures"]:
     display(Markdown(f"**{filename}**: {caption}"), Image(filename=str(OUT / filename)))
