@@ -97,3 +97,56 @@ def test_bad_specs_name_the_value(images):
     augment.random_crop(jax.random.key(0), images, mode="sideways")
   with pytest.raises(ValueError, match=r"\(6, 8, 8\)"):
     augment.random_flip(jax.random.key(0), images[..., 0])
+
+
+# -- position-dependent augmentation ------------------------------------------------------------
+
+def test_alternating_flip_flips_each_image_exactly_once_in_every_two_epochs(images):
+  index = jnp.arange(B)
+  flipped = []
+  for epoch in range(4):
+    out = augment.alternating_flip(None, images, index, epoch, seed=3)
+    is_flipped = np.array([not np.array_equal(out[i], images[i]) for i in range(B)])
+    for i in np.flatnonzero(is_flipped):
+      np.testing.assert_array_equal(out[i], images[i, :, ::-1])
+    flipped.append(is_flipped)
+  for a, b in zip(flipped, flipped[1:]):
+    np.testing.assert_array_equal(a, ~b)  # every pair of consecutive epochs: exactly once
+  np.testing.assert_array_equal(flipped[0], flipped[2])  # a pure function of (index, epoch)
+  # Epoch 0 is a random half: over many indices about half are flipped, and the seed matters.
+  many = jnp.zeros((400, 1, 2, 1)).at[:, 0, 0, 0].set(1.0)
+  first = augment.alternating_flip(None, many, jnp.arange(400), 0, seed=0)[:, 0, 1, 0]
+  assert 150 < int(first.sum()) < 250
+  other = augment.alternating_flip(None, many, jnp.arange(400), 0, seed=1)[:, 0, 1, 0]
+  assert not np.array_equal(first, other)
+
+
+def test_alternating_flip_needs_the_position():
+  with pytest.raises(ValueError, match="`alternating_flip` needs the examples' `index`"):
+    augment.make_augment("alternating_flip")(jax.random.key(0), jnp.zeros((2, 4, 4, 1)))
+
+
+@pytest.mark.parametrize("kind", ["device", "stream"])
+def test_loaders_give_the_augmentation_each_examples_index_and_the_epoch(kind):
+  from jaxcnn.data._loaders import DeviceLoader, StreamLoader
+  # Image i holds the value i in its left column only: a flip moves it to the right column.
+  n = 12
+  imgs = np.zeros((n, 2, 3, 1), np.uint8)
+  imgs[:, :, 0, 0] = np.arange(n)[:, None] + 1
+  arrays = {"image": imgs, "label": np.arange(n)}
+  cls = DeviceLoader if kind == "device" else StreamLoader
+  loader = cls(arrays, 4, shuffle=True, seed=5, augment=("alternating_flip",), mean=(0.0,),
+               std=(1.0 / 255,))  # (x / 255 - 0) * 255: pixel values back
+  seen = {}
+  for epoch in range(3):
+    for batch in loader.epoch(epoch):
+      x = np.asarray(batch["image"])
+      for img in x:
+        value = int(round(img[:, :, 0].max()))
+        seen.setdefault(value - 1, []).append(bool(img[0, 2, 0] > 0))
+  assert sorted(seen) == list(range(n))
+  for i, flips in seen.items():
+    assert flips[0] != flips[1] and flips[1] != flips[2], (i, flips)
+  # The loader's seed picks the half: the same as the pure function's for these indices.
+  want = augment.alternating_flip(None, jnp.asarray(imgs), jnp.arange(n), 0, seed=5)
+  assert [seen[i][0] for i in range(n)] == [bool(w[0, 2, 0] > 0) for w in np.asarray(want)]

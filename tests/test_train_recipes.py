@@ -279,3 +279,209 @@ def test_make_model_gives_pmap_runs_the_axis_name(monkeypatch):
   config.parallel = "mesh"
   loop.make_model(config, 10)
   assert seen["axis_name"] is None
+
+
+# -- the loop: fit and train_and_evaluate share it; the test split -------------------------------
+
+def _arrays(n, seed, label=None):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, 28, 28, 1)).astype(np.float32)
+  y = rng.integers(0, 10, n).astype(np.int32) if label is None else np.full(n, label, np.int32)
+  return x, y
+
+
+def _tiny_config(**overrides):
+  from experiments.configs import mnist_mlp
+  config = mnist_mlp.get_config()
+  config.model_kwargs.hidden = (16,)
+  config.model_kwargs.dropout = 0.3
+  config.batch_size = config.eval_batch_size = 8
+  config.num_epochs = 3
+  config.patience = 0
+  config.log_every_steps = 100
+  config.progress = False
+  config.plots = False
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def _untimed(records):
+  return [{k: v for k, v in r.items() if not k.endswith(("_seconds", "_per_sec"))}
+          for r in records]
+
+
+def test_fit_and_train_and_evaluate_give_identical_histories(tmp_path, monkeypatch):
+  # min_delta large: epoch 2 cannot improve enough, so both stop after epoch 2 with
+  # patience 1 (fit used to ignore early_stopping_min_delta).
+  config = _tiny_config(num_epochs=4, patience=1, early_stopping_min_delta=10.0,
+                        learning_rate=1e-2)
+  train = ArrayLoader(*_arrays(24, 1), 8, shuffle=True, seed=0, drop_remainder=True)
+  evaluation = ArrayLoader(*_arrays(12, 2), 8)
+  monkeypatch.setattr(loop, "make_loaders", lambda config, info, **kw: (train, evaluation))
+  result = train_and_evaluate(config, tmp_path)
+  history = fit(loop.make_model(config, 10), train, validation_data=evaluation, config=config,
+                verbose=0)
+  assert [r["epoch"] for r in result.history] == [1, 2] and result.stopped_early
+  assert _untimed(history.records) == _untimed(result.history)
+  assert history["val_loss"] == [r["eval_loss"] for r in result.history]
+  assert _leaves_equal(history.state.params, result.state.params)  # both restored epoch 1
+  with pytest.raises(TypeError, match=r"unknown keyword argument\(s\) \['learning_rat'\]"):
+    fit(loop.make_model(config, 10), train, learning_rat=0.1)
+
+
+def test_eval_every_k_epochs_and_no_plots_or_epoch_checkpoints(tmp_path, monkeypatch):
+  config = _tiny_config(num_epochs=5, eval_every_epochs=2, checkpoint_every_epoch=False,
+                        checkpoint_every_steps=0)
+  train = ArrayLoader(*_arrays(24, 1), 8, shuffle=True, seed=0, drop_remainder=True)
+  monkeypatch.setattr(loop, "make_loaders",
+                      lambda config, info, **kw: (train, ArrayLoader(*_arrays(12, 2), 8)))
+  result = train_and_evaluate(config, tmp_path)
+  evaluated = [r["epoch"] for r in result.history if r["eval_loss"] is not None]
+  assert evaluated == [2, 4, 5]  # every 2nd epoch, and the last
+  assert not (tmp_path / "curves.png").exists()
+  ckpt = Checkpointer(tmp_path / "checkpoints")
+  assert ckpt.latest.all_steps() == [15]  # only the end of the run
+  ckpt.close()
+
+
+def test_test_split_is_evaluated_once_from_the_restored_best_model(tmp_path, monkeypatch):
+  # Train labels all 0, eval labels all 1: epoch 1 is the best; patience 1 stops at epoch 2.
+  config = _tiny_config(num_epochs=5, patience=1, learning_rate=1e-2)
+  config.data.test_split = "test"
+  test_x, test_y = _arrays(12, 3, label=1)
+  train = ArrayLoader(*_arrays(24, 1, label=0), 8, shuffle=True, seed=0, drop_remainder=True)
+  monkeypatch.setattr(loop, "make_loaders",
+                      lambda config, info, **kw: (train, ArrayLoader(*_arrays(12, 2, 1), 8)))
+  built = []
+  monkeypatch.setattr(loop, "make_test_loader",
+                      lambda config, info, **kw: built.append(1) or ArrayLoader(test_x, test_y, 8))
+  result = train_and_evaluate(config, tmp_path)
+  assert result.best_epoch == 1 and [r["epoch"] for r in result.history] == [1, 2]
+  saved = json.loads((tmp_path / "test_metrics.json").read_text())
+  assert saved["step"] == 3 == int(result.state.step)  # epoch 1's state, not epoch 2's
+  want = evaluate(result.state, (test_x, test_y), batch_size=8)
+  assert saved["test_accuracy"] == pytest.approx(want["accuracy"])
+  assert saved["test_loss"] == pytest.approx(want["loss"], rel=1e-5)
+  assert np.sum(saved["test_confusion"]) == 12 and len(built) == 1
+  assert result.test_metrics["test_loss"] == saved["test_loss"]
+  assert not any("test" in k for r in result.history for k in r)  # never seen in training
+
+
+# -- the speed-run recipe through the public API ------------------------------------------------
+
+class RecipeNet(nn.Module):
+  """A frozen 2x2 whitening conv (set from data) - conv - BatchNorm - relu - pool - head."""
+  num_classes: int = 10
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = L.Conv(12, 2, use_bias=False, name="whiten")(x)
+    x = L.Conv(8, 3, use_bias=False, padding="SAME", name="conv")(x)
+    x = L.BatchNorm(momentum=0.6, axis_name=self.axis_name, name="bn")(x, train=train)
+    x = L.GlobalAvgPool()(jax.nn.relu(x))
+    return L.Dense(self.num_classes, name="head")(x)
+
+
+if "test_recipe_net" not in models.MODELS:
+  @models.register("test_recipe_net")
+  def _recipe_net(*, num_classes, dtype, axis_name=None):
+    del dtype
+    return RecipeNet(num_classes, axis_name)
+
+
+def whitening_init(model, key, batch):
+  """``default_init``, then the whitening conv's kernel from the batch's 2x2 patch covariance:
+  its 12 filters are the covariance's eigenvectors scaled by ``1 / sqrt(eigenvalue)``."""
+  variables = default_init(model, key, batch)
+  x = np.asarray(batch["image"], np.float64)
+  patches = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2))  # [B,H',W',C,2,2]
+  patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)  # rows in (dy, dx, c) order
+  eigenvalues, vectors = np.linalg.eigh(np.cov(patches, rowvar=False))
+  kernel = (vectors / np.sqrt(eigenvalues + 1e-2)).reshape(2, 2, 3, 12)
+  params = dict(variables["params"])
+  params["whiten"] = {"kernel": jnp.asarray(kernel, jnp.float32)}
+  return {**variables, "params": params}
+
+
+def recipe_tx(params, total_steps, steps_per_epoch):
+  """Muon on conv kernels, Nesterov SGD elsewhere (head at half the rate), whitening frozen,
+  all under lookahead."""
+  labels = param_labels(params, frozen=["whiten"], head="head")
+  nesterov = sgd_nesterov(0.05, momentum=0.9, weight_decay=5e-4)
+  inner = partition({"kernel": muon(0.05), "bias": nesterov, "head": nesterov}, labels,
+                    lr_scale={"head": 0.5})
+  return optax.lookahead(inner, sync_period=2, slow_step_size=0.5)
+
+
+class _Interrupt:
+  """Wraps a loader; raises when asked for the batch of global step ``at``."""
+
+  def __init__(self, inner, at):
+    self.inner, self.at = inner, at
+    self.batch_size, self.steps_per_epoch = inner.batch_size, inner.steps_per_epoch
+    self.num_examples = inner.num_examples
+
+  def epoch(self, epoch, start_step=0):
+    for i, batch in enumerate(self.inner.epoch(epoch, start_step), start_step):
+      if epoch * self.steps_per_epoch + i == self.at:
+        raise KeyboardInterrupt("simulated interruption")
+      yield batch
+
+
+@pytest.mark.slow
+def test_speed_run_recipe_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
+  from experiments.configs import cifar10_tutorial
+  config = cifar10_tutorial.get_config()
+  config.model = "test_recipe_net"
+  config.batch_size = config.eval_batch_size = 8
+  config.num_train_steps = 8  # 4 steps per epoch on 32 mock images: 2 epochs
+  config.checkpoint_every_steps = 2
+  config.log_every_steps = 2
+  config.progress = False
+  config.plots = False
+  config.data.augment = "alternating_flip"
+  config.data.train_split, config.data.eval_split = "train", "test"
+  hooks = dict(tx=recipe_tx, init_fn=whitening_init,
+               logits_fn=functools.partial(tta_logits, flip=True))
+  real_make_loaders = loop.make_loaders
+
+  with tfds.testing.mock_data(num_examples=32):
+    straight = train_and_evaluate(config, tmp_path / "straight", **hooks)
+
+    def interrupted(config, info, **kw):
+      train, evaluation = real_make_loaders(config, info, **kw)
+      return _Interrupt(train, at=5), evaluation
+    monkeypatch.setattr(loop, "make_loaders", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+      train_and_evaluate(config, tmp_path / "resumed", **hooks)
+    assert Checkpointer(tmp_path / "resumed" / "checkpoints").latest_step() == 4
+    monkeypatch.setattr(loop, "make_loaders", real_make_loaders)
+    resumed = train_and_evaluate(config, tmp_path / "resumed", **hooks)
+
+    # The initial state, built as the run builds it: the whitening kernel came from the data.
+    info = loop.data_info(config)
+    train, _ = loop.make_loaders(config, info)
+    settings = loop.LoopSettings.from_config(config, train.steps_per_epoch, 8, verbose=False)
+    init = loop.init_state(loop.make_model(config, 10), config, (1, 32, 32, 3), train,
+                           settings, tx=recipe_tx, init_fn=whitening_init)
+
+  assert int(straight.state.step) == int(resumed.state.step) == 8
+  assert _leaves_equal(resumed.state.params, straight.state.params)  # bit-exact
+  assert _leaves_equal(resumed.state.opt_state, straight.state.opt_state)
+  assert _leaves_equal(resumed.state.collections, straight.state.collections)
+  assert _untimed(resumed.history) == _untimed(straight.history)
+  assert all(np.isfinite(r["eval_loss"]) for r in straight.history)
+
+  p0, p1 = init.params, straight.state.params
+  assert isinstance(p1, optax.LookaheadParams)
+  for copy in (p1.fast, p1.slow):  # frozen: bit-identical in both lookahead copies
+    np.testing.assert_array_equal(copy["whiten"]["kernel"], p0.fast["whiten"]["kernel"])
+    assert not np.array_equal(copy["conv"]["kernel"], p0.fast["conv"]["kernel"])
+    assert not np.array_equal(copy["head"]["kernel"], p0.fast["head"]["kernel"])
+  default = default_init(loop.make_model(config, 10), jax.random.PRNGKey(0),
+                         {"image": jnp.zeros((1, 32, 32, 3))})
+  assert not np.allclose(p0.fast["whiten"]["kernel"], default["params"]["whiten"]["kernel"])
+  stats = straight.state.collections["batch_stats"]["bn"]
+  assert not np.allclose(stats["mean"], 0.0)  # BatchNorm statistics were trained

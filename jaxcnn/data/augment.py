@@ -7,7 +7,8 @@ key gives the same output. Labels are never touched (none of these change the cl
 The loaders call the composed augmentation as ``augment(key, images, index, epoch)``: ``index:
 int32 [B]`` is each example's position in the split and ``epoch`` the epoch number, for
 augmentations that depend on them (:func:`alternating_flip`). A custom callable may take
-``(key, images)`` or ``(key, images, index, epoch)``.
+``(key, images)`` or ``(key, images, index, epoch)`` (recognised by its ``index`` and ``epoch``
+parameter names).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -184,13 +185,14 @@ _POSITIONAL = {alternating_flip}
 
 
 def _takes_position(fn: Callable[..., Any]) -> bool:
-  """Whether a user's callable takes ``(key, images, index, epoch)`` (else ``(key, images)``)."""
+  """Whether ``fn`` takes ``(key, images, index, epoch)``: it names ``index`` and ``epoch``
+  parameters (or takes ``*args``); else it is called as ``fn(key, images)``."""
   try:
-    params = inspect.signature(fn).parameters.values()
+    params = inspect.signature(fn).parameters
   except (TypeError, ValueError):
     return False
-  positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-  return len(positional) >= 4 or any(p.kind == p.VAR_POSITIONAL for p in params)
+  return ({"index", "epoch"} <= set(params)
+          or any(p.kind == p.VAR_POSITIONAL for p in params.values()))
 
 
 def _with_position(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -232,8 +234,8 @@ def make_augment(spec: Any, *, seed: int = 0) -> Augment:
     fn, kwargs = AUGMENTATIONS[name], dict(kwargs or {})
     if fn in _POSITIONAL:
       kwargs.setdefault("seed", seed)
-    ops.append(_with_position(functools.partial(fn, **kwargs)) if fn not in _POSITIONAL
-               else functools.partial(fn, **kwargs))
+    op = functools.partial(fn, **kwargs)
+    ops.append(op if fn in _POSITIONAL else lambda k, x, i, e, op=op: op(k, x))
 
   def augment(key: jax.Array, images: jax.Array, index: jax.Array | None = None,
               epoch: jax.Array | None = None) -> jax.Array:

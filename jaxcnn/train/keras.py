@@ -22,7 +22,7 @@ per-epoch lists, like Keras's ``History.history``) whose ``.state`` is the train
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -118,6 +118,10 @@ _FIT_DEFAULTS = dict(seed=0, optimizer="adam", learning_rate=1e-3, weight_decay=
                      schedule="constant", label_smoothing=0.0, patience=0,
                      early_stopping_min_delta=0.0, eval_every_epochs=1, ema=0.0,
                      parallel="none", log_every_steps=0)
+# Other config keys fit accepts (optimiser and averager details; defaults as in the configs).
+_FIT_EXTRA_KEYS = ("momentum", "nesterov", "b1", "b2", "eps", "grad_clip_norm", "warmup_epochs",
+                   "lr_boundaries_epochs", "lr_decay_factor", "ema_warmup", "ema_every",
+                   "num_train_steps")
 
 
 def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: int = 32,
@@ -154,18 +158,18 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
 
   >>> h = fit(model, (x, y), epochs=2, optimizer=optax.sgd(0.1), verbose=0)  # doctest: +SKIP
   """
-  cfg = ml_collections.ConfigDict(_FIT_DEFAULTS)
-  for source in (dict(config or {}), config_values):
-    for key, value in source.items():
-      if isinstance(value, Mapping):  # nested sections (data: {...}) as plain data
-        value = ml_collections.ConfigDict(dict(value))
-      if key in cfg:
-        cfg[key] = value
-      else:
-        cfg[key] = value
+  values = dict(_FIT_DEFAULTS)
+  if config is not None:
+    values.update(config.to_dict() if hasattr(config, "to_dict") else dict(config))
+  unknown = sorted(set(config_values) - set(_FIT_DEFAULTS) - set(_FIT_EXTRA_KEYS))
+  if unknown:
+    raise TypeError(f"fit() got unknown keyword argument(s) {unknown}; config keys it takes: "
+                    f"{', '.join(sorted(set(_FIT_DEFAULTS) | set(_FIT_EXTRA_KEYS)))}")
+  values.update(config_values)
   if epochs is not None:
-    cfg.num_epochs, cfg.num_train_steps = epochs, -1
-  cfg.num_epochs = cfg.get("num_epochs", 1)
+    values.update(num_epochs=epochs, num_train_steps=-1)
+  values.setdefault("num_epochs", 1)
+  cfg = ml_collections.ConfigDict(values)
   tx = None
   if isinstance(optimizer, str):
     cfg.optimizer = optimizer

@@ -679,8 +679,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if is_main:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
 
-  from jaxcnn import data, plots, shapes
-  info = data.DATASETS[config.data.name]
+  from jaxcnn import plots, shapes
+  info = data_info(config)
   model = make_model(config, info.num_classes)
   input_shape = (1, *info.image_shape)
   if is_main:
@@ -741,6 +741,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     ckpt.close()  # waits for pending async saves, also when the run stops on an error
   return TrainResult(state=final, history=ls.history, stopped_early=ls.stopped_early,
                      best_epoch=ls.best_epoch, test_metrics=test)
+
+
+def data_info(config: ml_collections.ConfigDict) -> Any:
+  """``jaxcnn.data.DATASETS[config.data.name]``: classes, image shape, class names."""
+  from jaxcnn import data
+  return data.DATASETS[config.data.name]
 
 
 def _restore(ckpt: checkpoint_lib.Checkpointer, state: TrainState, workdir: pathlib.Path,

@@ -150,7 +150,9 @@ def create_train_state(model: flax.linen.Module, key: jax.Array,
   opt_state = tx.init(params)
   if isinstance(opt_state, optax.LookaheadState):
     # optax.lookahead updates LookaheadParams (fast and slow copies), not the model's params.
-    opt_params = optax.LookaheadParams.init_synced(params)
+    # Two buffers, not one array twice: the step donates the state, and XLA refuses to donate
+    # the same buffer twice.
+    opt_params = optax.LookaheadParams(fast=params, slow=jax.tree.map(jnp.copy, params))
     opt_state = tx.init(opt_params)
   state = TrainState(
       step=jnp.zeros((), jnp.int32),
