@@ -57,6 +57,7 @@ Colab TPU: which route works (checked against public reports, 2025; not run on a
 """
 
 from jaxcnn.data import augment
+from jaxcnn.data._export import write_image_folder
 from jaxcnn.data._info import DATASETS, DatasetInfo, DatasetNotFoundError, compute_mean_std, get_info
 from jaxcnn.data._loaders import DeviceLoader, StreamLoader, make_loader, normalize
 from jaxcnn.data._sources import (SOURCES, TensorFlowMissingError, default_cache_dir,
@@ -69,5 +70,5 @@ __all__ = [
     "TensorFlowMissingError", "augment", "check_splits_disjoint", "compute_mean_std",
     "default_cache_dir", "get_info", "has_tensorflow", "list_image_folder", "load_arrays",
     "make_loader", "normalize", "parse_split", "read_image_folder", "resolve_source",
-    "resolve_split", "shard_range",
+    "resolve_split", "shard_range", "write_image_folder",
 ]
