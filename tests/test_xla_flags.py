@@ -21,7 +21,7 @@ def test_refuses_once_backends_run():
 
 def test_applied_in_a_fresh_process_and_user_setting_wins():
   code = ("from jaxcnn import xla_flags; import os; print(xla_flags.apply_recommended_cpu_flags());"
-          "print(os.environ['XLA_FLAGS'])")
+          "print(os.environ.get('XLA_FLAGS', ''))")  # unset where no flag applies (jaxlib < 0.10)
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        check=True).stdout.splitlines()
