@@ -22,6 +22,9 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
+if not hasattr(jax, "enable_x64"):  # jax < 0.8 (Colab's 0.7.2) has it under jax.experimental
+  from jax.experimental import enable_x64 as _enable_x64  # noqa: E402
+  jax.enable_x64 = _enable_x64
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"

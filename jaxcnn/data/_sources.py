@@ -603,7 +603,11 @@ def resolve_source(source: str, *, image_folder: Any = None, data_dir: Any = Non
     return source
   if image_folder is not None:
     return "folder"
-  return "tfds" if data_dir is not None or has_tensorflow() else "download"
+  import sys  # pylint: disable=g-import-not-at-top
+  tfds = sys.modules.get("tensorflow_datasets")
+  if data_dir is not None or has_tensorflow() or (tfds is not None and _tfds_is_mocked(tfds)):
+    return "tfds"  # inside tfds.testing.mock_data the caller means tfds, whatever is installed
+  return "download"
 
 
 def _download_arrays(name, split, *, cache_dir, process_index, process_count):
