@@ -448,3 +448,23 @@ def test_shortcut_a_pads_zero_channels_evenly():
   assert y.shape == (2, 2, 2, 6)
   np.testing.assert_array_equal(y[..., 2:4], x[:, ::2, ::2, :])
   assert float(jnp.abs(y[..., :2]).max()) == 0 and float(jnp.abs(y[..., 4:]).max()) == 0
+
+
+@pytest.mark.slow  # three compilations: ~1 min on 2 shared cores
+def test_architectures_lesson_quick(tmp_path):
+  from experiments.lessons import architectures
+  out = architectures.run(tmp_path, quick=True)
+  (fig, caption), = out["figures"]
+  png = tmp_path / fig
+  assert caption and png.stat().st_size > 10_000
+  import matplotlib.image
+  pixels = matplotlib.image.imread(png)
+  assert pixels.shape[0] > 300 and pixels.shape[1] > 500 and pixels.std() > 0.01  # not blank
+  res = out["results"]
+  assert res["lenet5_params"] == lenet5_count(3) and res["lenet5_macs"] == 651_720
+  assert res["cifar_resnet*_params"] == 5_006
+  for key, value in res.items():
+    assert np.isfinite(value) and value >= 0, key
+    if key.endswith("val_accuracy"):
+      assert value <= 1.0
+  assert architectures.TITLE
