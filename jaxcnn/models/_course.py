@@ -18,6 +18,7 @@ class TutorialCNN(ImageClassifier):
   Conv(32, 3, relu) - MaxPool(2) - Conv(64, 3, relu) - MaxPool(2) - Conv(64, 3, relu) -
   Flatten - Dense(hidden, relu) - Dense(num_classes). On 32x32x3 inputs it has 122,570
   parameters with ``hidden=64`` and 586,250 with ``hidden=512``, exactly Keras' counts.
+  MACs per 32x32x3 image: 4,548,608 (``hidden=512``: 5,011,840).
   """
   num_classes: int = 10
   hidden: int = 64
@@ -40,7 +41,7 @@ class MLP(nn.Module):
   Dense(num_classes). 669,706 parameters on 28x28x1 with the defaults (512, 512), 0.2.
 
   It flattens whatever it is given, so ``[B, 28, 28]`` and ``[B, 28, 28, 1]`` are the same
-  784 inputs: the one model with no spatial rank to check."""
+  784 inputs: the one model with no spatial rank to check. MACs per 28x28 image: 668,672."""
   num_classes: int = 10
   hidden: Sequence[int] = (512, 512)
   dropout: float = 0.2
@@ -58,7 +59,8 @@ class MLP(nn.Module):
 class StrideNet(ImageClassifier):
   """Strided convolutions instead of pooling: for each width in ``features`` a 3x3 conv with
   stride 2, SAME padding and relu (each halves the resolution: 32 -> 16 -> 8 -> 4), then
-  ``head='flatten'`` (Flatten) or ``head='gap'`` (GlobalAvgPool) and Dense(num_classes)."""
+  ``head='flatten'`` (Flatten) or ``head='gap'`` (GlobalAvgPool) and Dense(num_classes).
+  MACs per 32x32x3 image: 2,600,960 with the defaults."""
   num_classes: int = 10
   features: Sequence[int] = (32, 64, 128)
   head: str = "flatten"
