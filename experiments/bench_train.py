@@ -32,6 +32,7 @@ Usage::
 
     python experiments/bench_train.py                         # both nets, batch 32 and 128
     python experiments/bench_train.py --nets tutorial --batch-sizes 32 --reps 40
+    python experiments/bench_train.py --threads 1 --clock cpu   # work per step, load-robust
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--reps", type=int, default=30, help="timed steps per row")
   p.add_argument("--block", type=int, default=5, help="steps per turn")
   p.add_argument("--warmup", type=int, default=3)
+  p.add_argument("--threads", type=int, default=0,
+                 help="0: each framework's default threads; 1: one thread each (XLA "
+                      "--xla_cpu_multi_thread_eigen=false, torch.set_num_threads(1), TF intra/inter 1)")
+  p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                 help="wall: what a user waits; cpu: CPU-seconds of the row's process (the work "
+                      "per step, robust to other processes' load; use with --threads 1)")
   args = p.parse_args(argv)
   args.nets = [n for n in args.nets.split(",") if n]
   args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
@@ -294,8 +301,16 @@ def make_row(name: str, net: str, x, y):
   return cls(name, net, x, y)
 
 
-def worker(conn, name: str, net: str, b: int, warmup: int) -> None:
+def worker(conn, name: str, net: str, b: int, warmup: int, threads: int, clock: str) -> None:
   """One row in its own process: builds it, then runs ``n`` timed steps per request."""
+  now = time.process_time if clock == "cpu" else time.perf_counter
+  if threads == 1 and name.startswith("torch"):
+    import torch
+    torch.set_num_threads(1)
+  if threads == 1 and name.startswith("keras"):
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
   x, y = batch(b)
   row = make_row(name, net, x, y)
   for _ in range(warmup):
@@ -308,21 +323,25 @@ def worker(conn, name: str, net: str, b: int, warmup: int) -> None:
     row.step()  # untimed: the previous row's threads may still be spinning
     times = []
     for _ in range(n):
-      t0 = time.perf_counter()
+      t0 = now()
       row.step()
-      times.append(time.perf_counter() - t0)
+      times.append(now() - t0)
     conn.send(times)
 
 
-def _spawn(name: str, net: str, b: int, warmup: int):
+def _spawn(name: str, net: str, b: int, args: argparse.Namespace):
   import multiprocessing as mp
-  env = {"XLA_FLAGS": _USER_XLA_FLAGS, "JAXCNN_XLA_FLAGS": "1", "JAXCNN_TUNING": "on",
+  xla = _USER_XLA_FLAGS
+  if args.threads == 1 and name.startswith("jaxcnn"):
+    xla = (xla + " --xla_cpu_multi_thread_eigen=false").strip()
+  env = {"XLA_FLAGS": xla, "JAXCNN_XLA_FLAGS": "1", "JAXCNN_TUNING": "on",
          **ROW_ENV.get(name, {})}
   saved = {k: os.environ.get(k) for k in env}
   os.environ.update(env)  # inherited by the spawned child, which imports jaxcnn afresh
   try:
     parent, child = mp.get_context("spawn").Pipe()
-    proc = mp.get_context("spawn").Process(target=worker, args=(child, name, net, b, warmup))
+    proc = mp.get_context("spawn").Process(
+        target=worker, args=(child, name, net, b, args.warmup, args.threads, args.clock))
     proc.start()
   finally:
     for k, v in saved.items():
@@ -338,11 +357,13 @@ def main(args: argparse.Namespace) -> None:
   print("command: python " + " ".join(sys.argv))
   print(host_info())
   print(versions())
+  print(f"threads: {'one per framework' if args.threads == 1 else 'each framework default'}; "
+        f"clock: {'CPU-seconds of the row process (work, not wait)' if args.clock == 'cpu' else 'wall'}")
   for net in args.nets:
     for b in args.batch_sizes:
       workers, first = {}, {}
       for name in args.only:  # built one at a time, so that compilations do not overlap
-        proc, conn = _spawn(name, net, b, args.warmup)
+        proc, conn = _spawn(name, net, b, args)
         n_params, first[name] = conn.recv()
         if n_params != PARAMS[net]:
           raise SystemExit(f"{net}/{name}: {n_params} parameters, expected {PARAMS[net]}")

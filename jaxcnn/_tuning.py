@@ -140,26 +140,28 @@ def store(op: str, key: str, entry: Mapping[str, Any]) -> None:
 
 
 def time_candidates(candidates: Mapping[str, Callable[[], Any]], *, budget_s: float = 0.3,
-                    max_reps: int = 15) -> dict[str, float]:
+                    max_reps: int = 15,
+                    clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
   """Median seconds per call of each zero-argument, blocking candidate, timed in turns (ABAB).
 
   Each candidate is called once untimed (compilation), then timed in alternation so that load
   from other processes hits all alike; the number of rounds fits ``budget_s`` (at least 3).
+  ``clock``: ``time.perf_counter`` (wall) or ``time.process_time`` (CPU-seconds of the process).
   """
   import jax  # pylint: disable=g-import-not-at-top
   first = {}
   for name, fn in candidates.items():
     jax.block_until_ready(fn())
-    t0 = time.perf_counter()
+    t0 = clock()
     jax.block_until_ready(fn())
-    first[name] = time.perf_counter() - t0
+    first[name] = clock() - t0
   reps = int(max(3, min(max_reps, budget_s / max(sum(first.values()), 1e-6))))
   times: dict[str, list[float]] = {name: [t] for name, t in first.items()}
   for _ in range(reps - 1):
     for name, fn in candidates.items():
-      t0 = time.perf_counter()
+      t0 = clock()
       jax.block_until_ready(fn())
-      times[name].append(time.perf_counter() - t0)
+      times[name].append(clock() - t0)
   return {name: statistics.median(t) for name, t in times.items()}
 
 

@@ -67,7 +67,10 @@ def add_common_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
   parser.add_argument('--limit', type=int, default=None,
                       help='quick check: train on the first N images of train[:45000] and '
                            'validate on the first min(N, 5000) of train[45000:]')
-  parser.add_argument('--threads', type=int, default=2, help='CPU threads for the framework')
+  parser.add_argument('--threads', type=int, default=None,
+                      help="CPU threads for the framework (default: leave the framework's own "
+                           'default, as its users run it; setting TF\'s thread counts made Keras '
+                           'epochs swing 2x, issue 12)')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--batch-size', type=int, default=RECIPE['batch_size'])
   parser.add_argument('--image-folder', type=Path, default=DEFAULT_TARBALL,
@@ -124,6 +127,9 @@ def load_train_val(args: argparse.Namespace) -> tuple[dict, dict, dict[str, Any]
     val = {k: v[:args.limit] for k, v in val.items()}
     info['class_counts_val_used'] = np.bincount(val['label'], minlength=NUM_CLASSES).tolist()
   info.update(num_train=len(train['label']), num_val=len(val['label']), limit=args.limit)
+  m, la = machine_info(), os.getloadavg()
+  print(f"machine: {m['cpu']}, {m['cpu_count']} cores, {m['vector_extensions']}; load average "
+        f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}", flush=True)
   print(f"data: {info['reader']} from {folder}; train {info['num_train']} val {info['num_val']}; "
         f"fingerprints (before --limit) train {info['fingerprint_train']} "
         f"val {info['fingerprint_val']}; val class counts {info['class_counts_val']}", flush=True)
@@ -138,7 +144,14 @@ def machine_info() -> dict[str, Any]:
       cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), cpu)
   except OSError:
     pass
-  return {'cpu': cpu, 'cpu_count': os.cpu_count(),
+  flags: list[str] = []
+  try:
+    with open('/proc/cpuinfo') as f:
+      flags = next((l.split(':', 1)[1].split() for l in f if l.startswith('flags')), [])
+  except OSError:
+    pass
+  vector = [f for f in flags if f in ('avx', 'avx2', 'fma') or f.startswith(('avx512', 'amx'))]
+  return {'cpu': cpu, 'vector_extensions': ' '.join(vector), 'cpu_count': os.cpu_count(),
           'affinity': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
           'platform': platform.platform(), 'python': platform.python_version(),
           'numpy': np.__version__, 'command': ' '.join([sys.executable, *sys.argv]),

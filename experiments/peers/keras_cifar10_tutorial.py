@@ -21,6 +21,8 @@ import time
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# jaxcnn (which reads the data) must not add its XLA CPU flags: TensorFlow's XLA would abort.
+os.environ.setdefault('JAXCNN_XLA_FLAGS', '0')
 
 from experiments import peers  # noqa: E402
 
@@ -44,9 +46,10 @@ def main(argv: list[str] | None = None) -> dict:
   args = parser.parse_args(argv)
 
   import tensorflow as tf
-  # Must precede any TF op; intra = threads inside an op, inter = ops run side by side.
-  tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-  tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+  if args.threads is not None:  # an extra row only: by default Keras runs as its users run it
+    # Must precede any TF op; intra = threads inside an op, inter = ops run side by side.
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
   import keras
 
   train, val, data_info = peers.load_train_val(args)
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
   record = {
     'framework': 'keras', 'keras': keras.__version__, 'tensorflow': tf.__version__,
     'backend': keras.backend.backend(), 'jit_compile': bool(model.jit_compile),
-    'threads': {'intra_op': args.threads, 'inter_op': args.threads}, 'recipe': r,
+    'threads': ({'intra_op': args.threads, 'inter_op': args.threads} if args.threads is not None
+                else 'TensorFlow defaults'), 'recipe': r,
     'normalisation': 'x / 255, no mean/std', 'init': 'Keras defaults: glorot_uniform, zeros',
     'adam_eps': r['eps'], 'num_params': num_params, 'seed': args.seed, 'epochs_requested': args.epochs,
     'first_step_seconds': timing.first_step_seconds,

@@ -70,12 +70,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 def main(argv: list[str] | None = None) -> dict:
   parser = peers.add_common_flags(argparse.ArgumentParser(description=__doc__.split('\n')[0]))
   parser.add_argument('--memory-format', choices=('channels_last', 'contiguous'),
-                      default='channels_last',
-                      help='activation layout; NHWC (channels_last) is what oneDNN prefers on CPU')
+                      default='contiguous',
+                      help="activation layout: PyTorch's default NCHW ('contiguous'), or NHWC "
+                           "('channels_last', what oneDNN prefers on CPU; a tuned extra row)")
   args = parser.parse_args(argv)
 
-  torch.set_num_threads(args.threads)
-  torch.set_num_interop_threads(1)
+  if args.threads is not None:  # an extra row only: by default PyTorch keeps its own threads
+    torch.set_num_threads(args.threads)
   torch.manual_seed(args.seed)
   channels_last = args.memory_format == 'channels_last'
 
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
   print(f'first step (warm-up, no compilation in eager PyTorch): {first_step_seconds:.3f}s')
   record = {
     'framework': 'pytorch', 'torch': torch.__version__, 'mode': 'eager CPU',
-    'threads': args.threads, 'interop_threads': 1, 'memory_format': args.memory_format,
+    'threads': torch.get_num_threads(), 'interop_threads': torch.get_num_interop_threads(),
+    'threads_set_by_flag': args.threads is not None, 'memory_format': args.memory_format,
     'mkldnn': torch.backends.mkldnn.is_available(), 'recipe': r,
     'normalisation': 'x / 255, no mean/std', 'init': 'xavier_uniform_ weights, zero biases',
     'adam_eps': r['eps'], 'num_params': num_params, 'seed': args.seed, 'epochs_requested': args.epochs,

@@ -143,7 +143,8 @@ def conv(
   traced = isinstance(x, jax.core.Tracer) or isinstance(w, jax.core.Tracer)
   tuned = _conv_fast.choose(x.shape, w.shape, dtype, spec, traced=traced)
   if tuned is not None:
-    return _add_bias(_conv_fast.conv_tuned(x, w, tuned), b)
+    y = _conv_fast.conv_tuned(x, w, tuned)
+    return y if b is None else _conv_fast.bias_add(y, jnp.asarray(b).astype(y.dtype))
   y = lax.conv_general_dilated(
       x, w,
       window_strides=s,
