@@ -24,7 +24,6 @@ Hooks (bind them with ``functools.partial``; they are traced into the one compil
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 
 import jax
