@@ -174,8 +174,8 @@ def test_cifar10_cnn_quick(run_quick, tmp_path_factory, monkeypatch):
              - r["val_accuracy"]) < 0.1  # 256 synthetic images: classes nearly balanced
   assert "I think this is a " in printed and "trained a net" in printed
   names = [n for n, _ in result["figures"]]
-  for name in ("train_grid.png", "curves.png", "confusion.png", "filters.png",
-               "feature_maps.png"):
+  for name in ("train_grid.png", "curves.png", "confusion.png", "filters_Conv_0.png",
+               "filters_Conv_2.png", "feature_maps_Conv_0.png", "feature_maps_Conv_2.png"):
     assert name in names
   _check_figures(result, out)
   # A second run loads the cached net instead of retraining.

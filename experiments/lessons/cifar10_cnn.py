@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import pathlib
 
-import flax.linen as nn
 import jax
 import numpy as np
 
 from experiments.lessons import _common
-from jaxcnn import layers as L
-from jaxcnn import metrics, plots
+from jaxcnn import inspect, metrics, plots
 from jaxcnn.models import get_model
 
 TITLE = "The CIFAR-10 CNN: train the tutorial net, curves, filters, feature maps, mistakes"
@@ -63,29 +61,6 @@ def trained(quick: bool, seed: int, image_folder: str | None):
   return model, params, history, val_xy, train_xy, cached
 
 
-def image_grid(images, titles, out, name, caption, figures, *, cols: int = 5, colours=None):
-  """Local stand-in for ``jaxcnn.plots.image_grid``: images with a title each."""
-  rows = -(-len(images) // cols)
-  fig = _common.new_figure(1.9 * cols, 2.0 * rows)
-  axes = np.atleast_2d(fig.subplots(rows, cols))
-  for i, ax in enumerate(axes.ravel()):
-    ax.axis("off")
-    if i < len(images):
-      img = images[i]
-      ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray",
-                interpolation="nearest")
-      ax.set_title(titles[i], fontsize=9, color="black" if colours is None else colours[i])
-  _common.save(fig, out, name, caption, figures)
-
-
-def conv_outputs(model, params, x):
-  """Every Conv layer's output for ``x`` (local stand-in for ``jaxcnn.inspect.feature_maps``)."""
-  _, state = model.apply({"params": params}, x, capture_intermediates=lambda m, _: isinstance(
-      m, L.Conv), mutable=["intermediates"])
-  inter = state["intermediates"]
-  return {name: v["__call__"][0] for name, v in sorted(inter.items()) if "__call__" in v}
-
-
 def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = None,
         seed: int = 0) -> dict:
   out = pathlib.Path(out)
@@ -96,11 +71,12 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   print(f"tutorial_cnn: {'loaded the cached' if cached else 'trained a'} net "
         f"({len(history['loss'])} epochs, {len(x_train):,} training images)")
 
-  image_grid([_common.denormalise(x, "cifar10") for x in x_train[:25]],
-             [CLASSES[int(y)] for y in y_train[:25]], out, "train_grid.png",
-             "The first 25 training images with their class names (5x5, as in the TensorFlow "
-             "tutorial). At 32x32 pixels even a person needs a moment for some of them.",
-             figures)
+  fig = plots.image_grid(_common.denormalise(x_train[:25], "cifar10"),
+                         [CLASSES[int(y)] for y in y_train[:25]], ncols=5)
+  _common.save(fig, out, "train_grid.png",
+               "The first 25 training images with their class names (5x5, as in the TensorFlow "
+               "tutorial). At 32x32 pixels even a person needs a moment for some of them.",
+               figures)
 
   records = [{"epoch": i + 1, "train_loss": history["loss"][i],
               "train_accuracy": history["accuracy"][i], "eval_loss": history["val_loss"][i],
@@ -137,62 +113,49 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   for c, a in zip(CLASSES, per_class):
     results[f"accuracy_{c}"] = float(a)
 
-  # Trained filters: layer 1 as RGB tiles, later layers their first input channel.
+  # Trained filters, one figure per conv layer: layer 1 as RGB images, deeper layers as
+  # filter x input-channel panels.
   convs = [k for k in sorted(params) if k.startswith("Conv")]
-  fig = _common.new_figure(12, 2.0 * len(convs))
-  subfigs = fig.subfigures(len(convs), 1)
-  for sf, name in zip(np.atleast_1d(subfigs), convs):
+  for n, name in enumerate(convs):
     k = np.asarray(params[name]["kernel"])  # [3, 3, C_in, C_out]
-    n = min(32, k.shape[-1])
-    axes = sf.subplots(2, 16)
-    for j, ax in enumerate(axes.ravel()):
-      ax.axis("off")
-      if j >= n:
-        continue
-      if k.shape[2] == 3:
-        tile = k[:, :, :, j]
-        tile = (tile - tile.min()) / (np.ptp(tile) or 1.0)
-        ax.imshow(tile, interpolation="nearest")
-      else:
-        lim = np.abs(k[:, :, 0, j]).max() or 1.0
-        ax.imshow(k[:, :, 0, j], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-    what = "RGB, min-max scaled per filter" if k.shape[2] == 3 else \
-        "input channel 0, red + / blue -"
-    sf.suptitle(f"{name}: kernel {tuple(k.shape)}; first {n} filters ({what})", fontsize=10)
-  _common.save(fig, out, "filters.png",
-               "The trained 3x3 filters of every conv layer. The first layer's (in colour) are "
-               "colour blobs and oriented edges; deeper layers' filters are harder to read "
-               "directly, which is why the next lessons look at what they respond to.", figures)
+    fig = plots.filter_grid(k, max_filters=32 if k.shape[2] == 3 else 12, max_channels=8,
+                            ncols=8 if k.shape[2] == 3 else None,
+                            title=f"{name} kernel {tuple(k.shape)}")
+    _common.save(fig, out, f"filters_{name}.png",
+                 "The trained 3x3 filters of the first conv layer as colour images (grey = 0): "
+                 "colour blobs and oriented edges." if n == 0 else
+                 f"{name}'s trained filters, one row per filter and one column per input "
+                 "channel (red +, blue -). Deeper filters combine the previous layer's maps, "
+                 "so they are hard to read directly: the next lessons look at what they "
+                 "respond to instead.", figures)
 
-  maps = conv_outputs(model, params, x_val[i:i + 1])
-  fig = _common.new_figure(12, 1.9 * len(maps) + 0.4)
-  subfigs = fig.subfigures(len(maps), 1)
-  for sf, (name, m) in zip(np.atleast_1d(subfigs), maps.items()):
-    m = np.asarray(m[0])
-    axes = sf.subplots(1, 9)
-    axes[0].imshow(_common.denormalise(x_val[i], "cifar10"))
-    axes[0].set_title(CLASSES[y_val[i]], fontsize=9)
-    for j, ax in enumerate(axes[1:]):
-      ax.imshow(m[:, :, j], cmap="magma", interpolation="nearest")
-      ax.set_title(f"map {j}", fontsize=8)
-    for ax in axes:
-      ax.axis("off")
-    sf.suptitle(f"{name} output {m.shape} (after ReLU), first 8 maps", fontsize=10)
-  _common.save(fig, out, "feature_maps.png",
-               "One validation image's feature maps after each conv layer (first 8 of each). "
-               "The first layer's maps still look like the image (edges, colours); each deeper "
-               "layer is smaller and more abstract.", figures)
+  maps = inspect.feature_maps(model, {"params": params}, x_val[i:i + 1])
+  fig = plots.image_grid(_common.denormalise(x_val[i:i + 1], "cifar10"),
+                         [f"validation image {i}: {CLASSES[y_val[i]]}"], cell=2.6)
+  _common.save(fig, out, "feature_maps_image.png",
+               "The validation image whose feature maps follow.", figures)
+  for name in convs:
+    m = np.asarray(maps[name][0])
+    fig = plots.feature_map_grid(m, max_maps=32, ncols=8,
+                                 title=f"{name} output (after ReLU) for the {CLASSES[y_val[i]]}")
+    _common.save(fig, out, f"feature_maps_{name}.png",
+                 f"The {CLASSES[y_val[i]]}'s feature maps after {name} (first 32 channels, "
+                 "each on its own scale; 'const' marks a map that is 0 everywhere). "
+                 + ("The first layer's maps still look like the image (edges, colours)."
+                    if name == convs[0] else "Each deeper layer is smaller and more abstract."),
+                 figures)
 
   wrong = np.flatnonzero(pred != y_val)
   results["misclassified"] = int(len(wrong))
   print(f"misclassified: {len(wrong):,} of {len(y_val):,}")
   shown = wrong[:20]
   if len(shown):
-    image_grid([_common.denormalise(x_val[j], "cifar10") for j in shown],
-               [f"{CLASSES[y_val[j]]}\n-> {CLASSES[pred[j]]}" for j in shown], out,
-               "misclassified.png",
-               "The first misclassified validation images (up to 20), 'true -> predicted'. Many "
-               "mistakes are understandable (an odd viewpoint, clutter, a similar class).",
-               figures, colours=["#a40000"] * len(shown))
+    fig = plots.image_grid(_common.denormalise(x_val[shown], "cifar10"),
+                           [f"{CLASSES[y_val[j]]}\n-> {CLASSES[pred[j]]}" for j in shown],
+                           ncols=5)
+    _common.save(fig, out, "misclassified.png",
+                 "The first misclassified validation images (up to 20), 'true -> predicted'. "
+                 "Many mistakes are understandable (an odd viewpoint, clutter, a similar class).",
+                 figures)
   results["epochs"] = len(history["loss"])
   return {"figures": figures, "results": results}

@@ -28,7 +28,7 @@ import numpy as np
 
 from experiments.lessons import _common
 from jaxcnn import layers as L
-from jaxcnn import shapes
+from jaxcnn import plots, shapes
 from jaxcnn.models import get_model
 
 TITLE = "Shapes and parameters: the formulas checked on real layers, the quizzes answered"
@@ -119,46 +119,15 @@ def padding_table(results: dict) -> None:
   results["padding_table_rows"] = rows
 
 
-def _diagram(ax, summary: shapes.Summary, title: str) -> None:
-  """Keras ``plot_model(show_shapes=True)``-like boxes from a :class:`jaxcnn.shapes.Summary`
-  (local stand-in until ``jaxcnn.plots.model_diagram`` lands)."""
-  rows = [r for r in summary.rows if r.layer_type]
-  n = len(rows) + 1
-  ax.set_xlim(0, 1)
-  ax.set_ylim(n - 0.4, -0.6)
-  ax.axis("off")
-  ax.set_title(title, fontsize=11)
-  boxes = [("input", "InputLayer", None, summary.input_shape, 0)] + [
-      (r.name, r.layer_type, prev, r.output_shape, r.params)
-      for r, prev in zip(rows, [summary.input_shape] + [r.output_shape for r in rows])]
-  for i, (name, kind, shape_in, shape_out, params) in enumerate(boxes):
-    ax.add_patch(_box(i))
-    ax.text(0.27, i, f"{name}\n{kind}", ha="center", va="center", fontsize=9, weight="bold")
-    io = (f"input:  {tuple(shape_in[1:])}\n" if shape_in is not None else "") + \
-        f"output: {tuple(shape_out[1:])}"
-    ax.text(0.52, i, io, ha="left", va="center", fontsize=8.5, family="monospace")
-    if params:
-      ax.text(0.97, i, f"{params:,} params", ha="right", va="center", fontsize=8, color="0.3")
-    if i:
-      ax.annotate("", xy=(0.5, i - 0.36), xytext=(0.5, i - 0.64),
-                  arrowprops=dict(arrowstyle="->", color="0.3"))
-
-
-def _box(i: int):
-  from matplotlib.patches import FancyBboxPatch  # pylint: disable=g-import-not-at-top
-  return FancyBboxPatch((0.04, i - 0.32), 0.92, 0.64, boxstyle="round,pad=0.01",
-                        facecolor="#e8f0fb", edgecolor="#3465a4")
-
-
 def keras_nets(out: pathlib.Path, figures: list, results: dict) -> None:
   for name, hidden, want in (("tutorial_cnn", 64, 122_570), ("tutorial_cnn_512", 512, 586_250)):
     s = shapes.summary(get_model(name), (1, 32, 32, 3))
     assert s.total_params == want, (name, s.total_params)
     results[f"{name}_params"] = s.total_params
     results[f"{name}_macs"] = s.total_macs
-    fig = _common.new_figure(7.5, 0.62 * (len(s.rows) + 1) + 0.6)
-    _diagram(fig.subplots(), s, f"{name}: Keras tutorial CNN, Dense({hidden}) head, "
-                                f"{s.total_params:,} params")
+    fig = plots.model_diagram(get_model(name), (1, 32, 32, 3),
+                              title=f"{name}: Keras tutorial CNN, Dense({hidden}) head, "
+                                    f"{s.total_params:,} params")
     _common.save(fig, out, f"{name}_diagram.png",
                  f"`{name}` drawn like Keras' `plot_model(show_shapes=True)`: one box per layer "
                  f"with its input and output shape (batch left out). Follow the spatial size "
