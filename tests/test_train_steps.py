@@ -41,7 +41,7 @@ def _batch(n=16, seed=0, hw=6):
           "label": rng.integers(0, 10, n).astype(np.int32)}
 
 
-def _state(model=None, tx=None, seed=0, ema=False):
+def _state(model=None, tx=None, seed=0, ema=0.0):
   return create_train_state(model or Tiny(), jax.random.PRNGKey(seed), (1, 6, 6, 3),
                             tx or optax.adam(1e-2), ema=ema)
 
@@ -196,9 +196,8 @@ def test_eval_step_masks_padding_and_counts_confusion():
 
 
 def test_ema_params_track_params_and_are_used_for_eval():
-  state = _state(ema=True)
-  f = jax.jit(functools.partial(train_step, ema_decay=0.5))
-  new, _ = f(state, _batch())
+  state = _state(ema=0.5)
+  new, _ = jax.jit(train_step)(state, _batch())
   expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, state.params, new.params)
   assert _max_diff(new.ema_params, expected) < 1e-7
   assert new.eval_variables["params"] is new.ema_params

@@ -10,6 +10,10 @@ process index:
     checkpoints) are bit-identical to those of loaders that knew nothing of processes;
   * so ``epoch(e, start_step=s)`` yields exactly the batches ``s, s+1, ...`` of ``epoch(e)``:
     exact resume after a checkpoint.
+
+The augmentation is called as ``augment(key, images, index, epoch)`` (``index``: each example's
+position in this process's split), so position-dependent augmentations such as
+:func:`jaxcnn.data.augment.alternating_flip` are pure in ``(seed, epoch, step)`` too.
 """
 
 from __future__ import annotations
@@ -139,7 +143,7 @@ class DeviceLoader:
     self.shuffle, self.seed, self.drop_remainder = bool(shuffle), int(seed), bool(drop_remainder)
     self.dtype = dtype
     self.process_index = _check_process_index(process_index)
-    self._augment = augment_lib.make_augment(augment)
+    self._augment = augment_lib.make_augment(augment, seed=self.seed)
 
     data_sharding = None
     if sharding is not None:
@@ -173,7 +177,7 @@ class DeviceLoader:
     x = jnp.take(images, idx, axis=0)
     y = jnp.take(labels, idx, axis=0)
     aug_root = _epoch_keys(self.seed, epoch, self.process_index)[1]
-    x = self._augment(jax.random.fold_in(aug_root, step), x)
+    x = self._augment(jax.random.fold_in(aug_root, step), x, idx, epoch)
     out = {"image": normalize(x, self.mean, self.std, self.dtype), "label": y}
     if not self.drop_remainder:
       out["mask"] = (step * b + jnp.arange(b) < self.num_examples).astype(jnp.float32)
@@ -219,13 +223,16 @@ class StreamLoader:
         raise ValueError(
             f"`source['image']` must be uint8 [N, H, W, C], got {images.dtype} {images.shape}")
       num_examples = images.shape[0]
-      ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+      ds = tf.data.Dataset.from_tensor_slices(
+          {"image": images, "label": labels, "index": np.arange(num_examples, dtype=np.int32)})
     else:
       ds = source
       if num_examples is None:
         num_examples = int(ds.cardinality())
       if num_examples < 0:
         raise ValueError("`num_examples` is needed for a tf.data source of unknown cardinality")
+      # Each example's position in the split, for position-dependent augmentations.
+      ds = ds.enumerate().map(lambda i, ex: {**ex, "index": tf.cast(i, tf.int32)})
       if cache:
         ds = ds.cache()  # decode once; later epochs read memory
     self._ds = ds
@@ -238,7 +245,7 @@ class StreamLoader:
     self.dtype = dtype
     self.process_index = _check_process_index(process_index)
     self.shuffle_buffer = int(shuffle_buffer or self.num_examples)
-    self._augment = augment_lib.make_augment(augment)
+    self._augment = augment_lib.make_augment(augment, seed=self.seed)
     self._process_fn = jax.jit(self._process)
 
   @classmethod
@@ -260,10 +267,10 @@ class StreamLoader:
     kwargs.setdefault("std", info.std)
     return cls(ds, batch_size, num_examples=n, process_index=process_index, **kwargs)
 
-  def _process(self, images: jax.Array, labels: jax.Array, mask: jax.Array, epoch: jax.Array,
-               step: jax.Array) -> Batch:
+  def _process(self, images: jax.Array, labels: jax.Array, index: jax.Array, mask: jax.Array,
+               epoch: jax.Array, step: jax.Array) -> Batch:
     aug_root = _epoch_keys(self.seed, epoch, self.process_index)[1]
-    x = self._augment(jax.random.fold_in(aug_root, step), images)
+    x = self._augment(jax.random.fold_in(aug_root, step), images, index, epoch)
     out = {"image": normalize(x, self.mean, self.std, self.dtype), "label": labels}
     if not self.drop_remainder:
       out["mask"] = mask
@@ -293,13 +300,15 @@ class StreamLoader:
     epoch_arr = np.int32(epoch)
     for step, batch in enumerate(self._dataset(epoch, start_step).as_numpy_iterator(), start_step):
       images, labels = batch["image"], batch["label"].astype(np.int32)
+      index = batch["index"].astype(np.int32)
       n = images.shape[0]
       mask = np.ones((b,), np.float32)
       if n < b:  # the last eval batch: pad to a fixed shape (no recompilation), mask the padding
         images = np.concatenate([images, np.zeros((b - n,) + images.shape[1:], images.dtype)])
         labels = np.concatenate([labels, np.zeros((b - n,), np.int32)])
+        index = np.concatenate([index, np.zeros((b - n,), np.int32)])
         mask[n:] = 0.0
-      yield self._process_fn(images, labels, mask, epoch_arr, np.int32(step))
+      yield self._process_fn(images, labels, index, mask, epoch_arr, np.int32(step))
 
   def __repr__(self) -> str:
     return (f"StreamLoader(num_examples={self.num_examples}, batch_size={self.batch_size}, "

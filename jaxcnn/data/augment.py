@@ -4,6 +4,11 @@ Every function takes ``(key, images)`` with ``images: [B, H, W, C]`` (uint8 or f
 an array of the same shape and dtype. Each example draws its own randomness from ``key``; the same
 key gives the same output. Labels are never touched (none of these change the class).
 
+The loaders call the composed augmentation as ``augment(key, images, index, epoch)``: ``index:
+int32 [B]`` is each example's position in the split and ``epoch`` the epoch number, for
+augmentations that depend on them (:func:`alternating_flip`). A custom callable may take
+``(key, images)`` or ``(key, images, index, epoch)``.
+
 Example:
   >>> import jax, jax.numpy as jnp
   >>> aug = make_augment(('crop', 'flip'))
@@ -15,13 +20,14 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-Augment = Callable[[jax.Array, jax.Array], jax.Array]
+Augment = Callable[..., jax.Array]  # (key, images[, index, epoch]) -> images
 
 _PAD_MODES = {"constant": "constant", "zero": "constant", "reflect": "reflect", "edge": "edge"}
 
@@ -124,6 +130,38 @@ def cutout(key: jax.Array, images: jax.Array, size: int | Sequence[int] = 8,
   return jnp.where(inside, jnp.asarray(fill, images.dtype), images)
 
 
+def alternating_flip(key: jax.Array, images: jax.Array, index: jax.Array, epoch: jax.Array,
+                     seed: int = 0) -> jax.Array:
+  """Derandomised flip: epoch 0 mirrors a random half of the examples, every later epoch the
+  complement of the epoch before (airbench's alternating flip).
+
+  Example ``i`` is mirrored in epoch ``e`` iff ``bernoulli(fold_in(key(seed), i)) XOR (e odd)``:
+  each image is seen exactly once mirrored and once not in every two consecutive epochs, and
+  the choice is a pure function of ``(seed, index, epoch)`` (so resume is exact). ``key`` is
+  unused; the loaders bind ``seed`` to their data seed.
+
+  Args:
+    images: ``[B, H, W, C]``; index: ``int [B]`` positions in the split; epoch: int scalar.
+
+  Example:
+    >>> x = jnp.arange(8.).reshape(2, 1, 4, 1)
+    >>> a = alternating_flip(None, x, jnp.arange(2), 0)
+    >>> b = alternating_flip(None, x, jnp.arange(2), 1)
+    >>> bool(jnp.all((a == x) != (b == x)))
+    True
+  """
+  del key
+  _check_images(images, "alternating_flip")
+  if index is None or epoch is None:
+    raise ValueError("`alternating_flip` needs the examples' `index` and the `epoch`; call the "
+                     "augmentation as augment(key, images, index, epoch)")
+  root = jax.random.key(seed)
+  first = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(root, i)))(
+      jnp.asarray(index, jnp.int32))
+  flip = jnp.logical_xor(first, jnp.asarray(epoch) % 2 == 1)
+  return jnp.where(flip.reshape(-1, 1, 1, 1), images[:, :, ::-1, :], images)
+
+
 def identity(key: jax.Array, images: jax.Array) -> jax.Array:
   """No augmentation (for evaluation)."""
   del key
@@ -138,16 +176,37 @@ AUGMENTATIONS: dict[str, Callable[..., jax.Array]] = {
     "cutout": cutout,
     "random_translate": random_translate,
     "translate": random_translate,
+    "alternating_flip": alternating_flip,
 }
 
+# Ops called with (key, images, index, epoch) and given the loader's seed.
+_POSITIONAL = {alternating_flip}
 
-def make_augment(spec: Any) -> Augment:
-  """Builds ``fn(key, images) -> images`` from a small spec.
+
+def _takes_position(fn: Callable[..., Any]) -> bool:
+  """Whether a user's callable takes ``(key, images, index, epoch)`` (else ``(key, images)``)."""
+  try:
+    params = inspect.signature(fn).parameters.values()
+  except (TypeError, ValueError):
+    return False
+  positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+  return len(positional) >= 4 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def _with_position(fn: Callable[..., Any]) -> Callable[..., Any]:
+  if _takes_position(fn):
+    return fn
+  return lambda key, images, index=None, epoch=None: fn(key, images)
+
+
+def make_augment(spec: Any, *, seed: int = 0) -> Augment:
+  """Builds ``fn(key, images, index=None, epoch=None) -> images`` from a small spec.
 
   ``spec`` may be None / empty (identity), a callable (returned as is), a name, a sequence whose
   items are names or ``(name, kwargs)`` pairs, or a mapping ``{name: kwargs}`` (applied in order).
   Names: ``crop``/``random_crop``, ``flip``/``random_flip``, ``cutout``,
-  ``translate``/``random_translate``. Each op gets its own key split from the call's key.
+  ``translate``/``random_translate``, ``alternating_flip`` (given ``seed`` unless its kwargs
+  set one). Each op gets its own key split from the call's key.
 
   Example:
     >>> aug = make_augment({'crop': {'padding': 4, 'mode': 'reflect'}, 'flip': {},
@@ -156,9 +215,9 @@ def make_augment(spec: Any) -> Augment:
     (4, 32, 32, 3)
   """
   if spec is None or (not callable(spec) and len(spec) == 0):
-    return identity
+    return _with_position(identity)
   if callable(spec):
-    return spec
+    return _with_position(spec)
   if isinstance(spec, str):
     spec = (spec,)
   items = list(spec.items()) if hasattr(spec, "items") else [
@@ -170,12 +229,17 @@ def make_augment(spec: Any) -> Augment:
     name, kwargs = item
     if name not in AUGMENTATIONS:
       raise ValueError(f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
-    ops.append(functools.partial(AUGMENTATIONS[name], **dict(kwargs or {})))
+    fn, kwargs = AUGMENTATIONS[name], dict(kwargs or {})
+    if fn in _POSITIONAL:
+      kwargs.setdefault("seed", seed)
+    ops.append(_with_position(functools.partial(fn, **kwargs)) if fn not in _POSITIONAL
+               else functools.partial(fn, **kwargs))
 
-  def augment(key: jax.Array, images: jax.Array) -> jax.Array:
+  def augment(key: jax.Array, images: jax.Array, index: jax.Array | None = None,
+              epoch: jax.Array | None = None) -> jax.Array:
     keys = jax.random.split(key, len(ops))
     for k, op in zip(keys, ops):
-      images = op(k, images)
+      images = op(k, images, index, epoch)
     return images
 
   return augment

@@ -22,19 +22,18 @@ per-epoch lists, like Keras's ``History.history``) whose ``.state`` is the train
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 
-from jaxcnn import metrics as metrics_lib
+from jaxcnn.train import loop
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
-from jaxcnn.train.loop import _Guard, _printer, _progress, evaluate_loader
-from jaxcnn.train.state import TrainState, create_train_state
-from jaxcnn.train.steps import eval_step, predict_step, train_step
+from jaxcnn.train.state import TrainState
+from jaxcnn.train.steps import eval_step, predict_step
 
 
 class ArrayLoader:
@@ -88,124 +87,158 @@ def _as_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int,
 class History(dict):
   """``{'loss': [...], 'accuracy': [...], 'val_loss': [...], ...}`` plus ``.state``.
 
-  ``.history`` is the dict itself, as on a Keras ``History``.
+  ``.history`` is the dict itself, as on a Keras ``History``; ``val_*`` lists hold the
+  evaluated epochs only (as Keras's with ``validation_freq``). ``.records`` are the loop's own
+  per-epoch records (the keys of ``metrics.jsonl``: ``train_loss``, ``eval_loss``, ...), which
+  ``jaxcnn.plots.plot_curves`` draws; ``.test`` the test metrics when ``test_data`` was given.
   """
   state: TrainState
+  records: list[dict[str, Any]]
+  test: dict[str, Any] | None = None
 
   @property
   def history(self) -> dict[str, list[float]]:
     return self
 
+  @classmethod
+  def from_records(cls, records: list[dict[str, Any]]) -> "History":
+    h = cls()
+    for r in records:
+      h.setdefault("loss", []).append(r["train_loss"])
+      h.setdefault("accuracy", []).append(r["train_accuracy"])
+      if r.get("eval_loss") is not None:
+        for k in ("loss", "accuracy", "top5"):
+          h.setdefault(f"val_{k}", []).append(r[f"eval_{k}"])
+    h.records = records
+    return h
 
-def fit(model: Any, train_data: Any, *, epochs: int = 1, batch_size: int = 32,
-        validation_data: Any = None, optimizer: str = "adam", learning_rate: float = 1e-3,
-        weight_decay: float = 0.0, schedule: str = "constant", label_smoothing: float = 0.0,
-        patience: int = 0, seed: int = 0, parallel: str = "none",
-        state: TrainState | None = None, verbose: int = 1) -> History:
+
+# fit's keyword arguments that are config keys, with their defaults.
+_FIT_DEFAULTS = dict(seed=0, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
+                     schedule="constant", label_smoothing=0.0, patience=0,
+                     early_stopping_min_delta=0.0, eval_every_epochs=1, ema=0.0,
+                     parallel="none", log_every_steps=0)
+
+
+def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: int = 32,
+        validation_data: Any = None, test_data: Any = None,
+        optimizer: str | optim.TxOrFactory | None = None, config: Any = None,
+        init_fn: Any = None, averager: Any = None, loss_fn: Any = None, logits_fn: Any = None,
+        state: TrainState | None = None, verbose: int = 1, **config_values: Any) -> History:
   """Trains ``model`` like ``keras.Model.fit``; returns a :class:`History` with ``.state``.
+
+  ``fit`` runs the very loop of :func:`jaxcnn.train.train_and_evaluate` (:func:`run_loop` and
+  its pieces) without a workdir: no checkpoints, plots or files; the best state for early
+  stopping is kept in memory.
 
   Args:
     model: a Flax module with ``__call__(x, train)``.
     train_data: a loader or ``(x, y)`` arrays (shuffled each epoch, last partial batch dropped).
-    epochs: number of passes.
+    epochs: number of passes (default: ``config['num_epochs']``, else 1).
     batch_size: global batch size (ignored for loaders, which have their own).
-    validation_data: a loader or ``(x, y)``; evaluated after every epoch.
-    optimizer, learning_rate, weight_decay, schedule: as in the configs
-      (:func:`jaxcnn.train.make_optimizer`).
-    label_smoothing: for the training loss.
-    patience: > 0 stops when ``val_loss`` has not improved for this many epochs and restores
-      the best state (needs ``validation_data``).
-    seed: initialisation, dropout and shuffling.
-    parallel: ``'none'``, ``'pmap'`` or ``'mesh'``.
+    validation_data: a loader or ``(x, y)``; evaluated every ``eval_every_epochs`` epochs.
+    test_data: a loader or ``(x, y)``; the final (or, with ``patience``, the best) state is
+      evaluated on it once, into ``History.test`` (``test_loss``, ``test_accuracy``, ...).
+    optimizer: a registered name (``'adam'``, ``'sgd'``, ...), an optax transformation, or a
+      factory ``(params, total_steps, steps_per_epoch) -> tx``.
+    config: a mapping of config keys (as in ``experiments/configs``); keyword arguments below
+      override it.
+    init_fn, averager, loss_fn, logits_fn: the hooks of :func:`train_and_evaluate`.
     state: continue training this state instead of initialising a new one.
     verbose: 0 silent, 1 a progress bar and one line per epoch.
+    **config_values: config keys: ``learning_rate``, ``weight_decay``, ``schedule``,
+      ``label_smoothing``, ``patience`` (> 0 stops when ``val_loss`` has not improved for this
+      many evaluations and restores the best state), ``early_stopping_min_delta``,
+      ``eval_every_epochs``, ``ema``, ``seed``, ``parallel`` (``'none'``, ``'pmap'``,
+      ``'mesh'``), ``momentum``, ...
+
+  >>> h = fit(model, (x, y), epochs=2, optimizer=optax.sgd(0.1), verbose=0)  # doctest: +SKIP
   """
-  cfg = ml_collections.ConfigDict(dict(optimizer=optimizer, learning_rate=learning_rate,
-                                       weight_decay=weight_decay, schedule=schedule))
-  optim.validate_optimizer_config(cfg)
-  if patience and validation_data is None:
-    raise ValueError(f"`patience` (={patience}) needs `validation_data`")
-  par = parallel_lib.Parallel(parallel)
-  train = _as_loader(train_data, batch_size, shuffle=True, seed=seed, drop_remainder=True)
-  val = (None if validation_data is None else
-         _as_loader(validation_data, batch_size, shuffle=False, seed=seed, drop_remainder=False))
-  parallel_lib.check_batch_size(train.batch_size, parallel)
-  if val is not None:
-    parallel_lib.check_batch_size(val.batch_size, parallel, "validation batch_size")
-  spe = train.steps_per_epoch
-  if spe < 1:
-    raise ValueError(f"fewer training examples than one batch (={train.batch_size})")
-  if state is None:
-    first = next(iter(train.epoch(0)))
-    tx = optim.make_optimizer(cfg, epochs * spe, spe)
-    state = create_train_state(model, jax.random.PRNGKey(seed),
-                               (1, *np.shape(first["image"])[1:]), tx)
-  step = int(state.step)
-  p_train = par.compile_train(train_step, label_smoothing=float(label_smoothing))
-  p_eval = par.compile_eval(eval_step)
-  state = par.put_state(state)
-  guard = _Guard(par, None)
-  say = _printer(bool(verbose))
-  history = History()
-  best_loss, best_state, bad = None, None, 0
-  for epoch in range(epochs):
-    acc = metrics_lib.Accumulator()
-    bar = _progress(bool(verbose), spe, 0, epoch, epochs)
-    for batch in train.epoch(epoch):
-      state, m = p_train(state, par.put_batch(batch))
-      guard.add(step, m)
-      step += 1
-      if bar is not None:
-        bar.update(1)
-    guard.flush(acc, train.batch_size)  # also the non-finite check
-    if bar is not None:
-      bar.close()
-    tr = acc.compute()
-    history.setdefault("loss", []).append(tr["loss"])
-    history.setdefault("accuracy", []).append(tr["accuracy"])
-    line = f"epoch {epoch + 1}/{epochs}: loss {tr['loss']:.4f} accuracy {tr['accuracy']:.4f}"
-    if val is not None:
-      ev = evaluate_loader(p_eval, par, state, val)
-      for k in ("loss", "accuracy", "top5"):
-        history.setdefault(f"val_{k}", []).append(ev[k])
-      line += f" | val_loss {ev['loss']:.4f} val_accuracy {ev['accuracy']:.4f}"
-      if best_loss is None or ev["loss"] < best_loss:
-        best_loss, bad = ev["loss"], 0
-        if patience:
-          best_state = jax.device_get(par.get_state(state))
+  cfg = ml_collections.ConfigDict(_FIT_DEFAULTS)
+  for source in (dict(config or {}), config_values):
+    for key, value in source.items():
+      if isinstance(value, Mapping):  # nested sections (data: {...}) as plain data
+        value = ml_collections.ConfigDict(dict(value))
+      if key in cfg:
+        cfg[key] = value
       else:
-        bad += 1
-    say(line)
-    if patience and bad >= patience:
-      say(f"early stopping: val_loss has not improved for {patience} epochs")
-      break
-  final = par.get_state(state)
-  if patience and best_state is not None:
-    final = jax.device_put(best_state)
+        cfg[key] = value
+  if epochs is not None:
+    cfg.num_epochs, cfg.num_train_steps = epochs, -1
+  cfg.num_epochs = cfg.get("num_epochs", 1)
+  tx = None
+  if isinstance(optimizer, str):
+    cfg.optimizer = optimizer
+  else:
+    tx = optimizer
+  if tx is None:
+    optim.validate_optimizer_config(cfg)
+  loop.validate_loop_settings(cfg)
+  if cfg.patience and validation_data is None:
+    raise ValueError(f"`patience` (={cfg.patience}) needs `validation_data`")
+  par = parallel_lib.Parallel(cfg.parallel)
+  train = _as_loader(train_data, batch_size, shuffle=True, seed=cfg.seed, drop_remainder=True)
+  val, test = (None if d is None else
+               _as_loader(d, batch_size, shuffle=False, seed=cfg.seed, drop_remainder=False)
+               for d in (validation_data, test_data))
+  parallel_lib.check_batch_size(train.batch_size, cfg.parallel)
+  for what, loader in (("validation", val), ("test", test)):
+    if loader is not None:
+      parallel_lib.check_batch_size(loader.batch_size, cfg.parallel, f"{what} batch_size")
+  if train.steps_per_epoch < 1:
+    raise ValueError(f"fewer training examples than one batch (={train.batch_size})")
+  settings = loop.LoopSettings.from_config(cfg, train.steps_per_epoch, train.batch_size,
+                                           verbose=bool(verbose))
+  if state is None:
+    shape = (1, *np.shape(next(iter(train.epoch(0)))["image"])[1:])
+    state = loop.init_state(model, cfg, shape, train, settings, tx=tx, init_fn=init_fn,
+                            averager=averager)
+  engine = loop.make_engine(par, settings, train, val, label_smoothing=cfg.label_smoothing,
+                            loss_fn=loss_fn, logits_fn=logits_fn)
+  ls = loop.LoopState()  # the loop's own count; a given state keeps its step (and keys)
+  best: list[Any] = []
+
+  def keep_best(placed: Any, is_best: bool) -> None:
+    if is_best and settings.patience:
+      best[:] = [jax.device_get(par.get_state(placed))]
+
+  final = par.get_state(loop.run_loop(engine, par.put_state(state), ls, save=keep_best))
+  if best:
+    final = jax.device_put(best[0])
+  history = History.from_records(ls.history)
   history.state = final
+  if test is not None:
+    history.test = loop.test_record(loop.evaluate_loader(engine.p_eval, par,
+                                                         par.put_state(final), test), final)
+    engine.say(loop.test_line(history.test))
   return history
 
 
-@functools.partial(jax.jit, static_argnames=("top_k",))
-def _eval_jit(state: TrainState, batch: dict[str, jax.Array], top_k: int = 5):
-  return eval_step(state, batch, top_k=top_k)
+@functools.partial(jax.jit, static_argnames=("top_k", "logits_fn"))
+def _eval_jit(state: TrainState, batch: dict[str, jax.Array], top_k: int = 5, logits_fn=None):
+  return eval_step(state, batch, top_k=top_k, logits_fn=logits_fn)
 
 
-_predict_jit = jax.jit(predict_step)
+_predict_jit = jax.jit(predict_step, static_argnames=("logits_fn",))
 
 
-def evaluate(state: TrainState, data: Any, *, batch_size: int = 256) -> dict[str, Any]:
+def evaluate(state: TrainState, data: Any, *, batch_size: int = 256,
+             logits_fn: Any = None) -> dict[str, Any]:
   """Eval metrics of ``state`` on a loader or ``(x, y)``, like ``keras.Model.evaluate``.
 
   Returns ``{'loss', 'accuracy', 'top5', 'count', 'confusion': [K, K] int}``; every example
-  counts exactly once (the padded last batch is masked).
+  counts exactly once (the padded last batch is masked). ``logits_fn``: as in
+  :func:`jaxcnn.train.eval_step` (e.g. ``functools.partial(tta_logits, flip=True)``).
   """
   loader = _as_loader(data, batch_size, shuffle=False, seed=0, drop_remainder=False)
-  return evaluate_loader(_eval_jit, parallel_lib.Parallel("none"), state, loader)
+  return loop.evaluate_loader(functools.partial(_eval_jit, logits_fn=logits_fn),
+                              parallel_lib.Parallel("none"), state, loader)
 
 
-def predict(state: TrainState, x: Any, *, batch_size: int = 256) -> np.ndarray:
-  """Logits ``[N, K] float32`` for images ``x: [N, H, W, C]`` (eval mode, EMA params if kept).
+def predict(state: TrainState, x: Any, *, batch_size: int = 256,
+            logits_fn: Any = None) -> np.ndarray:
+  """Logits ``[N, K] float32`` for images ``x: [N, H, W, C]`` (eval mode, averaged weights if
+  kept; ``logits_fn`` as in :func:`evaluate`).
 
   Every batch, the last too, is padded to ``batch_size``, so one compilation serves every call
   whatever ``N`` (``N = 0`` gives ``[0, K]``).
@@ -218,6 +251,6 @@ def predict(state: TrainState, x: Any, *, batch_size: int = 256) -> np.ndarray:
     pad = batch_size - chunk.shape[0]
     if pad:
       chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-    logits = np.asarray(_predict_jit(state, chunk))
+    logits = np.asarray(_predict_jit(state, chunk, logits_fn=logits_fn))
     out.append(logits[:batch_size - pad])
   return np.concatenate(out)
