@@ -1,0 +1,100 @@
+"""The model registry and what every image model shares: the input-rank check, float32 logits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+ModelFactory = Callable[..., nn.Module]
+
+MODELS: dict[str, ModelFactory] = {}
+
+
+def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
+  """Decorator adding a factory ``f(*, num_classes, dtype, axis_name=None, **kwargs) ->
+  nn.Module`` to :data:`MODELS` under ``name``.
+
+  ``axis_name`` is the data-parallel axis that BatchNorm layers average their batch moments
+  over (``jaxcnn.train.AXIS_NAME`` under ``pmap``, else ``None``); factories of nets without
+  BatchNorm accept it and ignore it."""
+
+  def decorator(factory: ModelFactory) -> ModelFactory:
+    if name in MODELS:
+      raise ValueError(f"model name {name!r} is already registered")
+    MODELS[name] = factory
+    return factory
+
+  return decorator
+
+
+def get_model(name: str, *, num_classes: int = 10, dtype: Dtype = jnp.float32,
+              axis_name: str | None = None, **kwargs: Any) -> nn.Module:
+  """Builds the model registered as ``name``; ``axis_name`` and ``kwargs`` go to its factory.
+
+  ``axis_name``: the ``pmap`` axis BatchNorm layers average batch moments over (None: one
+  device, or jit over a Mesh where XLA computes global moments itself).
+
+  >>> get_model('mlp', hidden=(128,), dropout=0.1).hidden
+  (128,)
+  """
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+  if num_classes < 1:
+    raise ValueError(f"`num_classes` (={num_classes}) must be >= 1")
+  return MODELS[name](num_classes=num_classes, dtype=dtype, axis_name=axis_name, **kwargs)
+
+
+def logits_f32(x: jax.Array) -> jax.Array:
+  # Keep the loss, softmax and metrics in float32 even when the body ran in bfloat16.
+  return x.astype(jnp.float32)
+
+
+_LAYOUT = {1: "[B, W, C]", 2: "[B, H, W, C]", 3: "[B, D, H, W, C]"}
+
+
+def check_image_rank(x: Any, spatial_rank: int, model: str) -> None:
+  """Raises one line unless ``x`` is a batch of images of ``spatial_rank`` spatial dims.
+
+  Without it a 2-D net given MNIST as ``keras.datasets`` shapes it, ``[B, 28, 28]``, silently
+  becomes a 1-D net (its convolutions read ``28`` as channels) and still trains.
+
+  >>> check_image_rank(jnp.zeros((8, 28, 28)), 2, 'LeNet5')
+  Traceback (most recent call last):
+  ...
+  ValueError: LeNet5 is a 2-D model: x must be [B, H, W, C] (rank 4), got shape (8, 28, 28) (rank 3); for one-channel images add the channel axis: x[..., None]
+  """
+  ndim, want = jnp.ndim(x), spatial_rank + 2
+  if ndim == want:
+    return
+  shape = tuple(jnp.shape(x))
+  if ndim == want - 1 and shape[-1] in (1, 3, 4):
+    fix = "for a single image add the batch axis: x[None]"
+  elif ndim == want - 1:
+    fix = "for one-channel images add the channel axis: x[..., None]"
+  else:
+    fix = f"pass a batch of images {_LAYOUT[spatial_rank]}"
+  raise ValueError(f"{model} is a {spatial_rank}-D model: x must be {_LAYOUT[spatial_rank]} "
+                   f"(rank {want}), got shape {shape} (rank {ndim}); {fix}")
+
+
+class ImageClassifier(nn.Module):
+  """Base class of the image models: ``model(x, train=False)`` checks that ``x`` is
+  ``[B, H, W, C]`` (:func:`check_image_rank`), runs :meth:`forward` and returns float32 logits
+  ``[B, num_classes]`` whatever the compute dtype.
+
+  A subclass writes ``@nn.compact def forward(self, x, train)``; parameters are named as if
+  that method were ``__call__``.
+  """
+  spatial_rank: ClassVar[int] = 2
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    check_image_rank(x, self.spatial_rank, type(self).__name__)
+    return logits_f32(self.forward(x, train))
+
+  def forward(self, x: jax.Array, train: bool) -> jax.Array:
+    raise NotImplementedError(f"{type(self).__name__} must define forward(x, train)")
