@@ -28,8 +28,8 @@ from jaxcnn.train.checkpoint import Checkpointer
 from jaxcnn.train.keras import ArrayLoader, History, evaluate, fit, predict
 from jaxcnn.train.loop import (
     LoopSettings, LoopState, NonFiniteError, TrainResult, evaluate_loader, init_state,
-    make_engine, make_loaders, make_model, make_test_loader, run_loop, train_and_evaluate,
-    train_epoch, update_early_stopping, validate_config)
+    WorkdirLock, make_engine, make_loaders, make_model, make_test_loader, run_loop,
+    train_and_evaluate, train_epoch, update_early_stopping, validate_config)
 from jaxcnn.train.optim import (
     OPTIMIZERS, SCHEDULES, conv_dimension_numbers, make_optimizer, make_schedule, muon,
     newton_schulz, param_labels, partition, resolve_optimizer, sgd_nesterov)
@@ -50,5 +50,6 @@ __all__ = [
     "train_and_evaluate", "validate_config", "make_loaders", "make_model", "evaluate_loader",
     "NonFiniteError", "TrainResult", "make_test_loader", "LoopState", "LoopSettings",
     "init_state", "make_engine", "train_epoch", "update_early_stopping", "run_loop",
+    "WorkdirLock",
     "fit", "evaluate", "predict", "ArrayLoader", "History",
 ]

@@ -2,7 +2,10 @@
 
 Data may be a loader from :mod:`jaxcnn.data` (anything with ``batch_size``, ``steps_per_epoch``
 and ``epoch(epoch, start_step)``) or a pair of numpy arrays ``(x, y)`` with
-``x: [N, H, W, C]`` already preprocessed (used as float32, as given) and ``y: [N]`` int labels.
+``x: [N, H, W, C]`` and ``y: [N]`` integer labels in ``[0, num_classes)``. Float images are used
+as given (already preprocessed); **uint8 images are scaled to [0, 1]** (``x / 255``), by
+``fit``, ``evaluate`` and ``predict`` alike. Labels are checked on the host: a non-integer or
+out-of-range label is an error naming the first bad value and its index.
 
 Flax modules hold no weights, so where Keras mutates the model these functions pass the
 :class:`~jaxcnn.train.TrainState` around: ``fit`` returns a :class:`History` (a dict of
@@ -45,12 +48,12 @@ class ArrayLoader:
 
   def __init__(self, x: Any, y: Any, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                drop_remainder: bool = False):
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = _images(x), np.asarray(y)
     if x.shape[0] != y.shape[0]:
       raise ValueError(f"`x` has {x.shape[0]} examples but `y` has {y.shape[0]}")
-    if batch_size < 1:
-      raise ValueError(f"`batch_size` (={batch_size}) must be >= 1")
-    self.x, self.y = x, y.astype(np.int32)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+      raise ValueError(f"`batch_size` (={batch_size!r}) must be an int >= 1")
+    self.x, self.y = x, check_labels(y)
     self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
     self.drop_remainder = drop_remainder
     self.num_examples = x.shape[0]
@@ -63,7 +66,7 @@ class ArrayLoader:
              else np.arange(n))
     for i in range(start_step, self.steps_per_epoch):
       idx = order[i * b:(i + 1) * b]
-      batch = {"image": self.x[idx].astype(np.float32), "label": self.y[idx]}
+      batch = {"image": self.x[idx], "label": self.y[idx]}
       if not self.drop_remainder:
         pad = b - idx.shape[0]
         mask = np.concatenate([np.ones(idx.shape[0], np.float32), np.zeros(pad, np.float32)])
@@ -72,6 +75,50 @@ class ArrayLoader:
                    for k, v in batch.items()}
         batch["mask"] = mask
       yield batch
+
+
+def _images(x: Any) -> np.ndarray:
+  """float32 images; uint8 ones scaled to [0, 1]."""
+  x = np.asarray(x)
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) / np.float32(255.0)
+  return x.astype(np.float32)
+
+
+def check_labels(y: Any, num_classes: int | None = None) -> np.ndarray:
+  """``y`` as int32 labels; raises naming the first non-integer or out-of-range one.
+
+  >>> check_labels([0, 2, 1], num_classes=3).tolist()
+  [0, 2, 1]
+  """
+  y = np.asarray(y)
+  if y.ndim != 1:
+    raise ValueError(f"labels must be a 1-D array of class indices, got shape {y.shape}")
+  if y.dtype.kind not in "iub":
+    if y.dtype.kind != "f":
+      raise ValueError(f"labels must be integers, got dtype {y.dtype}")
+    bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+    if bad.size:
+      raise ValueError(f"label {y[bad[0]].item()!r} at index {bad[0]} is not a whole number; "
+                       "labels are class indices (use y.argmax(-1) for one-hot labels)")
+  top = num_classes if num_classes is not None else np.inf
+  bad = np.flatnonzero((y < 0) | (y >= top))
+  if bad.size:
+    raise ValueError(f"label {y[bad[0]].item()!r} at index {bad[0]} is out of range: labels "
+                     f"must be in [0, {num_classes if num_classes is not None else 'K'})")
+  return y.astype(np.int32)
+
+
+def _num_classes(state: TrainState, image_shape: tuple[int, ...]) -> int:
+  """The model's number of outputs (shape inference only: nothing runs)."""
+  out = jax.eval_shape(lambda v, x: state.apply_fn(v, x, train=False), state.eval_variables,
+                       jax.ShapeDtypeStruct((1, *image_shape), np.float32))
+  return int(out.shape[-1])
+
+
+def _check_loader_labels(loader: Any, state: TrainState) -> None:
+  if isinstance(loader, ArrayLoader):
+    check_labels(loader.y, _num_classes(state, loader.x.shape[1:]))
 
 
 def _as_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int,
@@ -128,7 +175,8 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
         validation_data: Any = None, test_data: Any = None,
         optimizer: str | optim.TxOrFactory | None = None, config: Any = None,
         init_fn: Any = None, averager: Any = None, loss_fn: Any = None, logits_fn: Any = None,
-        state: TrainState | None = None, verbose: int = 1, **config_values: Any) -> History:
+        state: TrainState | None = None, num_classes: int | None = None, verbose: int = 1,
+        **config_values: Any) -> History:
   """Trains ``model`` like ``keras.Model.fit``; returns a :class:`History` with ``.state``.
 
   ``fit`` runs the very loop of :func:`jaxcnn.train.train_and_evaluate` (:func:`run_loop` and
@@ -136,7 +184,8 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
   stopping is kept in memory.
 
   Args:
-    model: a Flax module with ``__call__(x, train)``.
+    model: a Flax module with ``__call__(x, train)``, or a registered model name
+      (``'tutorial_cnn'``: :func:`jaxcnn.models.get_model` with ``num_classes``, default 10).
     train_data: a loader or ``(x, y)`` arrays (shuffled each epoch, last partial batch dropped).
     epochs: number of passes (default: ``config['num_epochs']``, else 1).
     batch_size: global batch size (ignored for loaders, which have their own).
@@ -158,6 +207,12 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
 
   >>> h = fit(model, (x, y), epochs=2, optimizer=optax.sgd(0.1), verbose=0)  # doctest: +SKIP
   """
+  if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
+                             or epochs < 1):
+    raise ValueError(f"`epochs` (={epochs!r}) must be an int >= 1")
+  if isinstance(model, str):
+    from jaxcnn import models
+    model = models.get_model(model, num_classes=num_classes or 10)
   values = dict(_FIT_DEFAULTS)
   if config is not None:
     values.update(config.to_dict() if hasattr(config, "to_dict") else dict(config))
@@ -197,6 +252,8 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
     shape = (1, *np.shape(next(iter(train.epoch(0)))["image"])[1:])
     state = loop.init_state(model, cfg, shape, train, settings, tx=tx, init_fn=init_fn,
                             averager=averager)
+  for loader in (train, val, test):
+    _check_loader_labels(loader, state)
   engine = loop.make_engine(par, settings, train, val, label_smoothing=cfg.label_smoothing,
                             loss_fn=loss_fn, logits_fn=logits_fn)
   ls = loop.LoopState()  # the loop's own count; a given state keeps its step (and keys)
@@ -235,6 +292,7 @@ def evaluate(state: TrainState, data: Any, *, batch_size: int = 256,
   :func:`jaxcnn.train.eval_step` (e.g. ``functools.partial(tta_logits, flip=True)``).
   """
   loader = _as_loader(data, batch_size, shuffle=False, seed=0, drop_remainder=False)
+  _check_loader_labels(loader, state)
   return loop.evaluate_loader(functools.partial(_eval_jit, logits_fn=logits_fn),
                               parallel_lib.Parallel("none"), state, loader)
 
@@ -242,12 +300,14 @@ def evaluate(state: TrainState, data: Any, *, batch_size: int = 256,
 def predict(state: TrainState, x: Any, *, batch_size: int = 256,
             logits_fn: Any = None) -> np.ndarray:
   """Logits ``[N, K] float32`` for images ``x: [N, H, W, C]`` (eval mode, averaged weights if
-  kept; ``logits_fn`` as in :func:`evaluate`).
+  kept; ``logits_fn`` as in :func:`evaluate`; uint8 images scaled to [0, 1]).
 
   Every batch, the last too, is padded to ``batch_size``, so one compilation serves every call
   whatever ``N`` (``N = 0`` gives ``[0, K]``).
   """
-  x = np.asarray(x, np.float32)
+  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"`batch_size` (={batch_size!r}) must be an int >= 1")
+  x = _images(x)
   n = x.shape[0]
   out = []
   for i in range(0, max(n, 1), batch_size):

@@ -45,12 +45,14 @@ so there is no per-step host sync, and a non-finite state is never saved.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
 import pathlib
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -225,6 +227,11 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int):
 # Keys that may change between a run and its resumption without changing what is computed.
 RESUMABLE_CHANGES = ("progress", "log_every_steps", "checkpoint_every_steps", "async_checkpoints",
                      "plots", "checkpoint_every_epoch", "data.test_split")
+# The learning rate may change too: the recovery from a diverged run is to resume its last good
+# checkpoint with a smaller rate. Nothing saved depends on the rate (optax keeps moments and
+# counts, and the schedule is rebuilt from the config), so the run continues the same trajectory
+# up to the checkpoint and the new rate from there; train_and_evaluate says so when it happens.
+RATE_KEYS = ("learning_rate",)
 # The run's length sets the learning-rate curve of every schedule but 'constant'.
 LENGTH_KEYS = ("num_epochs", "num_train_steps")
 # The data may move (another path to the same copy), but tfds and a folder copy order the
@@ -233,7 +240,7 @@ DATA_PATH_KEYS = ("data.data_dir", "data.image_folder")
 
 
 def _may_change(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-  if key in RESUMABLE_CHANGES:
+  if key in RESUMABLE_CHANGES or key in RATE_KEYS:
     return True
   if key in LENGTH_KEYS:
     return old.get("schedule", "constant") == new.get("schedule", "constant") == "constant"
@@ -274,6 +281,10 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str | os.PathLik
     raise ValueError(
         f"{workdir} holds checkpoints of a run with another config, so it cannot be resumed "
         f"exactly; differing keys: {'; '.join(diffs)}. Use a new --workdir, or the same config.")
+  for key in RATE_KEYS:
+    if old.get(key) != new.get(key):
+      log.warning(f"`{key}` changed from {old.get(key)!r} to {new.get(key)!r}: resuming the "
+                  "checkpoint with the new value from its step on")
 
 
 def make_loaders(config: ml_collections.ConfigDict, info: Any, *,
@@ -387,16 +398,19 @@ class _Guard:
     for step_index, m in zip(steps, host):
       if not float(m["finite"]) > 0:
         last = None
-        where = ""
         if self.ckpt is not None:
           self.ckpt.wait()
           last = self.ckpt.latest_step()
-          where = f" in {self.ckpt.latest.directory}"
+        if last is None:
+          where = ("no checkpoint was saved before it; lower `learning_rate` and start again" +
+                   ("" if self.ckpt is None else " (the workdir holds no state to resume)"))
+        else:
+          where = (f"last good checkpoint: step {last} in {self.ckpt.latest.directory}; re-run "
+                   "with a smaller `learning_rate` to resume from it")
         raise NonFiniteError(
             f"non-finite loss or gradient at train step {step_index} "
-            f"(loss={float(m['loss'])}, grad_norm={float(m['grad_norm'])}); training stopped. "
-            f"Last good checkpoint: step {last}{where}",
-            step=step_index, last_checkpoint_step=last)
+            f"(loss={float(m['loss'])}, grad_norm={float(m['grad_norm'])}); training stopped; "
+            f"{where}", step=step_index, last_checkpoint_step=last)
       acc.add_means({k: v for k, v in m.items() if k != "finite"}, weight)
     return {k: float(v) for k, v in host[-1].items()}
 
@@ -675,10 +689,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   workdir = pathlib.Path(workdir)
   is_main = jax.process_index() == 0
   workdir.mkdir(parents=True, exist_ok=True)
-  check_resumable(config, workdir)
-  if is_main:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
+    check_resumable(config, workdir)
+    if is_main:
+      (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    return _train_and_evaluate(config, workdir, par, is_main, tx=tx, init_fn=init_fn,
+                               averager=averager, loss_fn=loss_fn, logits_fn=logits_fn)
 
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                        par: parallel_lib.Parallel, is_main: bool, *, tx: Any, init_fn: Any,
+                        averager: Any, loss_fn: Any, logits_fn: Any) -> TrainResult:
+  """The run itself, once the workdir is locked and checked (see :func:`train_and_evaluate`)."""
   from jaxcnn import plots, shapes
   info = data_info(config)
   model = make_model(config, info.num_classes)
@@ -701,11 +723,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints",
                                      async_save=bool(cfg_get(config, "async_checkpoints", True)))
   try:
-    ls = _restore(ckpt, state, workdir, verbose)
-    if ls is None:
-      ls = LoopState()
-    else:
-      state, ls = ls
+    restored = _restore(ckpt, state, workdir, verbose)
+    state, ls = restored if restored is not None else (state, LoopState())
     if is_main:
       _write_jsonl(workdir / "metrics.jsonl", ls.history)
     engine = make_engine(par, settings, train_loader, eval_loader,
@@ -741,6 +760,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     ckpt.close()  # waits for pending async saves, also when the run stops on an error
   return TrainResult(state=final, history=ls.history, stopped_early=ls.stopped_early,
                      best_epoch=ls.best_epoch, test_metrics=test)
+
+
+class WorkdirLock:
+  """An exclusive lock on ``workdir`` for one run (``workdir/.lock``, holding the owner's pid).
+
+  ``fcntl.flock``: the operating system drops the lock when the process ends, ``kill -9``
+  included, so a crashed run never leaves a stale lock. A second run on the same workdir is
+  refused with a one-line error naming the process that holds it; the first is not disturbed.
+  """
+
+  def __init__(self, workdir: str | os.PathLike):
+    self.path = pathlib.Path(workdir) / ".lock"
+    self._file = None
+
+  def __enter__(self) -> "WorkdirLock":
+    import fcntl
+    f = open(self.path, "a+")
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      f.seek(0)
+      owner = f.read().strip() or "another process"
+      f.close()
+      raise ValueError(f"{self.path.parent} is in use by {owner}; wait for that run to end, or "
+                       "use another --workdir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    self._file = f
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    if self._file is not None:
+      self._file.close()  # releases the lock
+      self._file = None
 
 
 def data_info(config: ml_collections.ConfigDict) -> Any:
