@@ -140,12 +140,15 @@ def store(op: str, key: str, entry: Mapping[str, Any]) -> None:
 
 
 def time_candidates(candidates: Mapping[str, Callable[[], Any]], *, budget_s: float = 0.3,
-                    max_reps: int = 15,
-                    clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
-  """Median seconds per call of each zero-argument, blocking candidate, timed in turns (ABAB).
+                    max_reps: int = 15, min_reps: int = 3,
+                    clock: Callable[[], float] = time.perf_counter,
+                    stat: Callable[[list[float]], float] = statistics.median) -> dict[str, float]:
+  """Seconds per call (``stat``: median, or ``min``) of each zero-argument, blocking candidate,
+  timed in turns (ABAB).
 
   Each candidate is called once untimed (compilation), then timed in alternation so that load
-  from other processes hits all alike; the number of rounds fits ``budget_s`` (at least 3).
+  from other processes hits all alike; the number of rounds fits ``budget_s`` (at least
+  ``min_reps``).
   ``clock``: ``time.perf_counter`` (wall) or ``time.process_time`` (CPU-seconds of the process).
   """
   import jax  # pylint: disable=g-import-not-at-top
@@ -155,14 +158,14 @@ def time_candidates(candidates: Mapping[str, Callable[[], Any]], *, budget_s: fl
     t0 = clock()
     jax.block_until_ready(fn())
     first[name] = clock() - t0
-  reps = int(max(3, min(max_reps, budget_s / max(sum(first.values()), 1e-6))))
+  reps = int(max(min_reps, min(max_reps, budget_s / max(sum(first.values()), 1e-6))))
   times: dict[str, list[float]] = {name: [t] for name, t in first.items()}
   for _ in range(reps - 1):
     for name, fn in candidates.items():
       t0 = clock()
       jax.block_until_ready(fn())
       times[name].append(clock() - t0)
-  return {name: statistics.median(t) for name, t in times.items()}
+  return {name: float(stat(t)) for name, t in times.items()}
 
 
 def run_outside_trace(fn: Callable[[], Any]) -> Any:
