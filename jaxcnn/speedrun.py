@@ -143,6 +143,17 @@ def sgd_coupled(learning_rate: optax.ScalarOrSchedule, momentum: float,
                      optax.scale_by_learning_rate(learning_rate))
 
 
+def linear_decay(learning_rate: float, steps: int) -> optax.Schedule:
+  """airbench's ``lr * (1 - step / steps)``, exactly 0 from ``step = steps`` on (written so,
+  rather than ``optax.linear_schedule``, whose fused form leaves ~1e-9 there under jit).
+
+  >>> [float(linear_decay(1.0, 4)(t)) for t in (0, 1, 4, 5)]
+  [1.0, 0.75, 0.0, 0.0]
+  """
+  steps = max(int(steps), 1)
+  return lambda count: learning_rate * jnp.clip(1.0 - count / steps, 0.0, 1.0)
+
+
 def recipe_labels(params: Any) -> Any:
   """The recipe's groups of SpeedNet's params: ``'frozen'`` (``whiten/kernel``), ``'bias'``
   (``whiten/bias``), ``'batchnorm'`` (the BatchNorm biases), ``'head'`` and ``'kernel'`` (the
@@ -167,7 +178,7 @@ def make_tx(recipe: Mapping[str, Any], batch_size: int, total_steps: int,
   """
   r = recipe
   wd = float(r["wd_per_image"]) * batch_size
-  decay = lambda lr, steps: optax.linear_schedule(float(lr), 0.0, max(int(steps), 1))
+  decay = lambda lr, steps: linear_decay(float(lr), steps)
   whiten_steps = math.ceil(float(r["whiten_bias_epochs"]) * steps_per_epoch)
   sgd = lambda lr, steps: sgd_coupled(decay(lr, steps), float(r["sgd_momentum"]),
                                       wd / float(lr))
@@ -412,6 +423,6 @@ def summarize(results: list[RunResult], target: float) -> dict[str, float]:
           "fraction_at_target": float((acc >= target).mean()), "target": float(target)}
 
 
-__all__ = ["airbench_muon", "newton_schulz_airbench", "sgd_coupled", "recipe_labels", "make_tx",
+__all__ = ["airbench_muon", "linear_decay", "newton_schulz_airbench", "sgd_coupled", "recipe_labels", "make_tx",
            "summed_cross_entropy", "tta_views", "tta_logits", "augment_spec", "Speedrun",
            "RunResult", "summarize"]
