@@ -8,6 +8,9 @@ whitening kernel unchanged by training, no compilation inside the timed region.
 """
 
 import math
+import pathlib
+import runpy
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -272,3 +275,42 @@ def test_tiny_speedrun_compiles_nothing_in_the_timed_region(tiny_runs):
   before = (engine.p_train._cache_size(), engine.p_eval._cache_size())
   runner.run(2)
   assert (engine.p_train._cache_size(), engine.p_eval._cache_size()) == before == (1, 1)
+
+
+# -- the GPU comparison's airbench data patch (torch CPU, a handful of images) ----------------
+
+AIRBENCH = pathlib.Path(__file__).resolve().parents[1] / ".peers" / "airbench" / "airbench94_muon.py"
+
+
+@pytest.mark.slow  # importing torch and airbench (torch.compile) takes ~10-50 s here
+def test_airbench_patch_reads_the_npz(tmp_path, monkeypatch):
+  if not AIRBENCH.is_file():
+    pytest.skip(f"{AIRBENCH} is absent (fetched only for the GPU comparison; see "
+                "experiments/gpu_speedrun_vs_airbench.sh)")
+  torch = pytest.importorskip("torch")
+  from experiments import gpu_airbench_npz
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
+  y = rng.integers(0, 10, 30)
+  npz = tmp_path / "mini.npz"
+  np.savez(npz, x_train=x[:20], y_train=y[:20], x_eval=x[20:], y_eval=y[20:])
+  patched = tmp_path / "airbench94_muon_npz.py"
+  patched.write_text(gpu_airbench_npz.patch(AIRBENCH.read_text()))
+  monkeypatch.setenv("AIRBENCH_NPZ", str(npz))
+  monkeypatch.setattr(sys, "argv", [str(patched)])
+  module = runpy.run_path(str(patched), run_name="airbench_under_test")
+  train = module["CifarLoader"]("unused", train=True, batch_size=10, aug=dict(flip=True,
+                                                                              translate=2))
+  test = module["CifarLoader"]("unused", train=False, batch_size=10)
+  assert test.labels.tolist() == y[20:].tolist() and train.labels.tolist() == y[:20].tolist()
+  want = (np.transpose(x[20:], (0, 3, 1, 2)) / 255.0
+          - np.array([0.4914, 0.4822, 0.4465]).reshape(1, 3, 1, 1)) / np.array(
+              [0.2470, 0.2435, 0.2616]).reshape(1, 3, 1, 1)
+  got = test.normalize(test.images).float().numpy()
+  np.testing.assert_allclose(got, want, atol=5e-3)  # airbench holds the images in float16
+  batches = [b for b, _ in train]
+  assert len(batches) == 2 and tuple(batches[0].shape) == (10, 3, 32, 32)
+  assert batches[0].dtype == torch.float16
+  with pytest.raises(ValueError, match="differs from commit 096d14d"):
+    gpu_airbench_npz.patch(AIRBENCH.read_text().replace("reduction=\"sum\"", "x")
+                           .replace("torch.load(data_path", "load(data_path"))
