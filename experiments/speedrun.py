@@ -1,0 +1,107 @@
+"""Trains the airbench94 speed recipe for N seeds back to back and reports accuracy and time.
+
+    python -m experiments.speedrun --config experiments/configs/speedrun.py:cpu70 --runs 3 \
+        --image-folder ../shared/data/cifar10_jpeg_train.tar.gz [--config.<key>=<value> ...]
+
+Per run: the TTA validation accuracy and the time, as airbench94_muon.py times it (the data
+already on the device; whitening init + training + final TTA evaluation; compilation excluded
+and printed on its own; no per-epoch evaluation, checkpoints or plots). Then mean ± std over the
+runs and the fraction of runs at or above ``config.target``. Each line also shows
+``os.getloadavg()`` (a busy shared machine slows a timed run). ``--json PATH`` writes the
+results. Everything but flag parsing is :class:`jaxcnn.speedrun.Speedrun`.
+"""
+
+import json
+import os
+import platform
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxcnn import xla_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/speedrun.py", "experiments/configs/speedrun.py[:variant]",
+    lock_config=True)
+_RUNS = flags.DEFINE_integer("runs", 1, "Seeds to train back to back (config.seed, +1, ...).")
+_TRAIN = flags.DEFINE_string("train-split", None, "Train split (default config.data.train_split, "
+                             "train[:45000]; 'train' for all 50,000).")
+_EVAL = flags.DEFINE_string("eval-split", None, "Eval split (default config.data.eval_split, "
+                            "train[45000:]).")
+_FOLDER = flags.DEFINE_string("image-folder", None, "Class-per-folder CIFAR-10 copy (or .tar.gz) "
+                              "instead of tfds.")
+_NPZ = flags.DEFINE_string("npz", None, "An .npz with x_train, y_train, x_eval, y_eval (uint8 "
+                           "NHWC images, int labels) instead of tfds or a folder.")
+_JSON = flags.DEFINE_string("json", None, "Write the per-run results and the summary here.")
+_XLA_CPU_TUNING = flags.DEFINE_bool(
+    "xla_cpu_tuning", True, "Add jaxcnn.xla_flags.RECOMMENDED_CPU_FLAGS (CPU only).")
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  if _XLA_CPU_TUNING.value:
+    xla_flags.apply_recommended_cpu_flags()  # before JAX's first computation
+  import jax
+  import numpy as np
+  from jaxcnn import data, speedrun
+
+  config = _CONFIG.value
+  train_split = _TRAIN.value or config.data.train_split
+  eval_split = _EVAL.value or config.data.eval_split
+  if _NPZ.value:
+    with np.load(_NPZ.value) as z:
+      train = {"image": z["x_train"], "label": z["y_train"]}
+      evaluation = {"image": z["x_eval"], "label": z["y_eval"]}
+    source = _NPZ.value
+  else:
+    folder = _FOLDER.value or config.data.image_folder
+    load = lambda split: data.load_arrays(config.data.name, split, image_folder=folder,
+                                          data_dir=config.data.data_dir)
+    train, evaluation = load(train_split), load(eval_split)
+    source = f"{folder or 'tfds'} {train_split} / {eval_split}"
+  print(f"speedrun {config.variant}: {source}; {len(train['label'])} train, "
+        f"{len(evaluation['label'])} eval images; {jax.devices()[0].device_kind} "
+        f"({_cpu_model()}), jax {jax.__version__}")
+  runner = speedrun.Speedrun(config, train, evaluation)
+  print(f"  {runner.total_steps} steps of batch {runner.batch_size} "
+        f"({runner.total_steps / runner.steps_per_epoch:.2f} epochs), dtype {config.dtype}, "
+        f"width x{config.model_kwargs.width_mult}, depth {config.model_kwargs.depth}")
+  results = []
+  for i in range(_RUNS.value):
+    r = runner.run(int(config.seed) + i)
+    results.append(r)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"run {i + 1}/{_RUNS.value} seed {r.seed}: acc {r.accuracy:.4f}  time {r.seconds:.2f}s "
+          f"(whiten {r.whiten_seconds:.2f} + train {r.train_seconds:.2f} + tta eval "
+          f"{r.eval_seconds:.2f}); compile {r.compile_seconds:.1f}s (excluded); "
+          f"loadavg {load}", flush=True)
+  s = speedrun.summarize(results, float(config.target))
+  print(f"{s['runs']} runs: accuracy {100 * s['accuracy_mean']:.2f} ± "
+        f"{100 * s['accuracy_std']:.2f}%  time {s['seconds_mean']:.2f} ± {s['seconds_std']:.2f}s"
+        f"  runs >= {100 * s['target']:.0f}%: {100 * s['fraction_at_target']:.0f}%")
+  if _JSON.value:
+    record = {"config": json.loads(config.to_json_best_effort()), "source": source,
+              "device": jax.devices()[0].device_kind, "cpu": _cpu_model(),
+              "jax": jax.__version__, "argv": sys.argv, "summary": s,
+              "runs": [{k: v for k, v in vars(r).items() if k != "state"} for r in results]}
+    with open(_JSON.value, "w") as f:
+      json.dump(record, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
