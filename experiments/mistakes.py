@@ -70,6 +70,7 @@ USER_TYPES = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryE
               IsADirectoryError, PermissionError, FileExistsError)
 USER_TYPE_NAMES = {"NonFiniteError", "DatasetNotFoundError", "SystemExit", "UsageError"}
 ROOT = os.getcwd()  # the checkout under test: run from its root
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's C++ start-up lines
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
@@ -1215,7 +1216,8 @@ def _ctrl_c():
   _children.add(p)
   try:
     if not _wait_for(lambda: _has_checkpoint(wd), 120, p):
-      return Outcome(True, "FixtureFailed", "never wrote a checkpoint: " + _last(p.communicate()[1]))
+      return Outcome(True, "FixtureFailed",
+                     "never wrote a checkpoint: " + _last(p.communicate()[1]))
     time.sleep(1.0)
     p.send_signal(signal.SIGINT)
     try:
@@ -1429,7 +1431,25 @@ def run_case(case):
     else:
       kind, note = classify(case, exc=exc, value=value, outcome=outcome)
   return {"area": case.area, "name": case.name, "class": case.cls, "expect": case.expect,
-          "kind": kind, "message": note, "seconds": round(time.time() - t, 2), "cli": case.cli}
+          "kind": kind, "reason": reason(kind, note), "message": note,
+          "seconds": round(time.time() - t, 2), "cli": case.cli}
+
+
+def reason(kind, note):
+  """Why a case is raw or silent, in a few words (for the breakdown table)."""
+  if kind == "silent":
+    return "no error" if note.startswith("no error") else "wrong result"
+  if kind != "raw":
+    return ""
+  for pattern, why in ((r"^Timeout", "timeout"), (r"^Traceback", "traceback"),
+                       (r"more lines\)$", "multi-line message"),
+                       (r"\(does not name ", "does not name the value"),
+                       (r" characters\)$", "too long"),
+                       (r"\(refused; ", "refused an input to accept"),
+                       (r"\(says '", "misleading text"), (r"\(empty message\)$", "empty message")):
+    if re.search(pattern, note):
+      return why
+  return "internal exception type"
 
 
 def build_cases():
@@ -1501,6 +1521,53 @@ def table(results):
   return rows
 
 
+def markdown(results, title, seconds=None):
+  """The counts, the reasons, the issue's classes and the non-clean cases, as Markdown."""
+  by = collections.defaultdict(collections.Counter)
+  for r in results:
+    by[r["area"]][r["kind"]] += 1
+    by["total"][r["kind"]] += 1
+  out = [f"### {title}", ""]
+  if seconds is not None:
+    out += [f"{len(results)} cases ({sum(r['cli'] for r in results)} through the CLI), "
+            f"{seconds:.0f} s.", ""]
+  out += ["| area | cases | clean | raw or misleading | silent | fine |",
+          "| --- | ---: | ---: | ---: | ---: | ---: |"]
+  for area in [a for a in AREAS if a in by] + ["total"]:
+    cnt = by[area]
+    name = f"**{area}**" if area == "total" else area
+    out.append(f"| {name} | {sum(cnt.values())} | " + " | ".join(str(cnt[k]) for k in KINDS)
+               + " |")
+  bad = [r for r in results if r["kind"] in ("raw", "silent")]
+  why = collections.Counter((r["kind"], r["reason"]) for r in bad)
+  if why:
+    out += ["", "| raw / silent because | cases |", "| --- | ---: |"]
+    for (kind, because), n in sorted(why.items(), key=lambda kv: (kv[0][0], -kv[1])):
+      out.append(f"| {kind}: {because} | {n} |")
+  by_class = collections.defaultdict(collections.Counter)
+  for r in results:
+    if r["class"]:
+      by_class[int(r["class"])][r["kind"]] += 1
+  if by_class:
+    out += ["", "| issue-8 class | cases | clean | raw | silent | fine |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for k in sorted(by_class):
+      cnt = by_class[k]
+      out.append(f"| {k} | {sum(cnt.values())} | " + " | ".join(str(cnt[x]) for x in KINDS)
+                 + " |")
+  if bad:
+    out += ["", "<details><summary>The raw and silent cases</summary>", "",
+            "| kind | area | case | class | what the user sees (first line) |",
+            "| --- | --- | --- | --- | --- |"]
+    for r in bad:
+      msg = re.sub(r"/tmp/jaxcnn-mistakes-[a-z0-9_]+", "$TMP", r["message"][:200])
+      msg = msg.replace("|", "\\|").replace("`", "'")
+      out.append(f"| {r['kind']} | {r['area']} | {r['name'].replace('|', '/')} | "
+                 f"{r['class']} | {msg} |")
+    out += ["", "</details>"]
+  return "\n".join(out) + "\n"
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--no-cli", action="store_true", help="skip the CLI (child-process) cases")
@@ -1509,6 +1576,8 @@ def main(argv=None):
   ap.add_argument("--area", action="append", choices=AREAS, help="only these areas")
   ap.add_argument("-k", help="only cases whose name contains this (case-insensitive)")
   ap.add_argument("--jobs", type=int, default=2, help="CLI cases run on this many threads")
+  ap.add_argument("--markdown", help="write the tables and the raw/silent cases here (Markdown)")
+  ap.add_argument("--title", default="jaxcnn user-mistakes sweep", help="the Markdown heading")
   ap.add_argument("-v", "--verbose", action="store_true", help="print every case as it ends")
   args = ap.parse_args(argv)
   t0 = time.time()
@@ -1537,11 +1606,29 @@ def main(argv=None):
   print()
   print("\n".join(table(results)))
   bad = [r for r in results if r["kind"] in ("raw", "silent")]
+  why = collections.Counter((r["kind"], r["reason"]) for r in bad)
+  if why:
+    print("\nraw and silent, by reason:")
+    for (kind, because), n in sorted(why.items(), key=lambda kv: (kv[0][0], -kv[1])):
+      print(f"  {kind:<7}{n:>4}  {because}")
+  by_class = collections.defaultdict(collections.Counter)
+  for r in results:
+    if r["class"]:
+      by_class[int(r["class"])][r["kind"]] += 1
+  if by_class:
+    print("\nissue-8 classes (cases: clean / raw / silent / fine):")
+    for k in sorted(by_class):
+      cnt = by_class[k]
+      print(f"  class {k:>2}: {sum(cnt.values()):>3} cases: " +
+            " / ".join(str(cnt[x]) for x in KINDS))
   if bad:
     print(f"\nnot clean or fine ({len(bad)}):")
     for r in bad:
       cls = f" [class {r['class']}]" if r["class"] else ""
       print(f"  {r['kind']:<6} {r['area']}: {r['name']}{cls}\n         {r['message'][:240]}")
+  if args.markdown:
+    with open(args.markdown, "w") as f:
+      f.write(markdown(results, args.title, secs))
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"seconds": round(secs, 1), "jaxcnn": os.path.dirname(jaxcnn.__file__),
