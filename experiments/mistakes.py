@@ -1079,6 +1079,10 @@ def merge_flags(base, extra):
   return [a for a in base if a.split("=", 1)[0] not in keys] + list(extra)
 
 
+# A run that goes on until it is stopped: no early stopping (mnist_mlp has patience 3).
+LONG_RUN = ["--config.checkpoint_every_steps=50", "--config.patience=0"]
+
+
 def workdir(tag):
   return os.path.join(TMP, "runs", tag)
 
@@ -1158,8 +1162,7 @@ def _two_runs():
   """Starts a long run, then a second on the same workdir once the first is training."""
   wd = workdir("two_runs")
   base = [sys.executable, "-m", "experiments.train", f"--config={CFG['mnist']}",
-          f"--workdir={wd}"] + merge_flags(tiny_flags("mnist", 200000),
-                                         ["--config.checkpoint_every_steps=50"])
+          f"--workdir={wd}"] + merge_flags(tiny_flags("mnist", 200000), LONG_RUN)
   first = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            cwd=ROOT, env=_env(), start_new_session=True)
   _children.add(first)
@@ -1173,8 +1176,9 @@ def _two_runs():
       return "the second run on the same workdir was not refused (still running after 60 s)"
     o = cli_outcome(second, "second run")
     if not first_alive:
-      return Outcome(True, "Harmed", "the first run died while the second ran: "
-                     + _last(first.communicate()[1]))
+      _, err1 = first.communicate()
+      return Outcome(True, "Harmed", f"the first run ended (exit status {first.returncode}) "
+                     f"while the second ran: {_last(err1)}")
     if not o.error:
       return "the second run on the same workdir exited 0 (not refused)"
     return o
@@ -1209,8 +1213,7 @@ def _wait_for(cond, timeout, proc):
 def _ctrl_c():
   wd = workdir("ctrl_c")
   cmd = [sys.executable, "-m", "experiments.train", f"--config={CFG['mnist']}",
-         f"--workdir={wd}"] + merge_flags(tiny_flags("mnist", 200000),
-                                         ["--config.checkpoint_every_steps=50"])
+         f"--workdir={wd}"] + merge_flags(tiny_flags("mnist", 200000), LONG_RUN)
   p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                        env=_env(), start_new_session=True)
   _children.add(p)
