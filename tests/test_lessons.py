@@ -181,3 +181,55 @@ def test_cifar10_cnn_quick(run_quick, tmp_path_factory, monkeypatch):
   # A second run loads the cached net instead of retraining.
   again = lessons_pkg.run_lesson("cifar10_cnn", tmp_path_factory.mktemp("again"), quick=True)
   assert again["results"]["val_accuracy"] == r["val_accuracy"]
+
+
+# ---------------------------------------------------------------------------------- lesson 6
+
+def test_mnist_mlp_saves_the_best_and_tests_it(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
+  result, out, printed = run_quick("mnist_mlp")
+  r = result["results"]
+  assert r["params"] == 669_706 and r["epochs"] == 3
+  assert r["saves"] >= 1 and printed.count("saving model to model_best.msgpack") == r["saves"]
+  assert (out / "model_best.msgpack").stat().st_size > 669_706 * 4  # float32 params
+  assert 1 <= r["best_epoch"] <= 3 and r["best_val_loss"] > 0
+  assert r["test_count"] == 256  # the quick held-out split, never trained or validated on
+  per_class = [r[f"test_accuracy_{c}"] for c in range(10)]
+  assert all(0 <= a <= 1 for a in per_class)
+  assert abs(np.mean(per_class) - r["test_accuracy"]) < 0.05  # classes nearly balanced
+  assert printed.count("Test accuracy of ") == 10 and "Test accuracy (overall): " in printed
+  assert "loaded model_best.msgpack (epoch" in printed
+  assert {n for n, _ in result["figures"]} >= {"curves.png", "predictions.png"}
+  _check_figures(result, out)
+
+
+# ---------------------------------------------------------------------------------- lesson 7
+
+@pytest.mark.slow  # two nets trained and 66 shifted test sets: ~40 s of CPU
+def test_mlp_vs_cnn_shift_table(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
+  result, out, printed = run_quick("mlp_vs_cnn")
+  r = result["results"]
+  assert r["mlp_params"] == 669_706 and r["tutorial_cnn_params"] == 93_322
+  for name in ("mlp", "tutorial_cnn"):
+    for key in ("test_accuracy", "accuracy_shift4", "accuracy_shift8"):
+      assert 0.0 <= r[f"{name}_{key}"] <= 1.0
+  assert r["mlp_test_accuracy"] > 0.9  # the synthetic classes are easy when centred
+  assert r["mlp_accuracy_shift8"] < r["mlp_test_accuracy"] - 0.3  # ... and shifting breaks it
+  assert "shift px" in printed and printed.count("trained a net") == 2
+  _check_figures(result, out)
+
+
+def test_shift_and_affine_helpers_by_hand():
+  from experiments.lessons import _common
+  x = np.zeros((1, 5, 5, 1), np.float32)
+  x[0, 2, 3, 0] = 1
+  moved = _common.shift(x, 1, -2)
+  assert moved[0, 3, 1, 0] == 1 and moved.sum() == 1
+  assert _common.shift(x, 0, 2).sum() == 0  # pushed off the right edge, zero fill
+  np.testing.assert_allclose(_common.affine(x, dx=1), _common.shift(x, 0, 1), atol=1e-6)
+  turned = _common.affine(x, angle=90)  # counter-clockwise on screen: right of centre -> above
+  assert turned[0, 1, 2, 0] == pytest.approx(1, abs=1e-5) and turned.sum() == pytest.approx(1)
+  zoomed = _common.affine(x, scale=2.0, fill=0.5)[0, :, :, 0]
+  assert zoomed[2, 4] == pytest.approx(1) and zoomed[2, 3] == pytest.approx(0.5)
+  np.testing.assert_allclose(_common.affine(np.ones((1, 4, 4, 1)), dx=4, fill=0.25), 0.25)
