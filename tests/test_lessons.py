@@ -233,3 +233,38 @@ def test_shift_and_affine_helpers_by_hand():
   zoomed = _common.affine(x, scale=2.0, fill=0.5)[0, :, :, 0]
   assert zoomed[2, 4] == pytest.approx(1) and zoomed[2, 3] == pytest.approx(0.5)
   np.testing.assert_allclose(_common.affine(np.ones((1, 4, 4, 1)), dx=4, fill=0.25), 0.25)
+
+
+# ---------------------------------------------------------------------------------- lesson 8
+
+@pytest.mark.slow  # two nets trained, 50 transformed validation sets: ~45 s of CPU
+def test_augmentation_compares_both_nets(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
+  result, out, printed = run_quick("augmentation")
+  r = result["results"]
+  assert r["seeds"] == 1 and r["epochs"] == 2 and r["eval_images"] == 256
+  for net in ("plain", "augmented"):
+    for key in ("train_accuracy", "val_accuracy"):
+      assert 0.0 <= r[f"{net}_{key}"] <= 1.0
+    assert r[f"{net}_gap"] == pytest.approx(r[f"{net}_train_accuracy"] - r[f"{net}_val_accuracy"])
+    for kind in ("translation", "rotation", "scale", "brightness", "occlusion"):
+      assert 0.0 <= r[f"{net}_{kind}_worst"] <= r[f"{net}_val_accuracy"] + 1e-6, (net, kind)
+  assert printed.count("trained a net") == 2
+  assert {n for n, _ in result["figures"]} == {"augmented_samples.png", "gap_curves.png",
+                                                "invariance.png", "transforms.png"}
+  _check_figures(result, out)
+
+
+def test_augmentation_transforms_by_hand():
+  from experiments.lessons import augmentation
+  x = np.full((3, 32, 32, 3), 0.5, np.float32)
+  np.testing.assert_array_equal(augmentation.transform(x, "brightness", 0.7), 1.0)
+  for kind in ("translation", "rotation", "occlusion"):
+    np.testing.assert_array_equal(augmentation.transform(x, kind, 0), x)
+  np.testing.assert_allclose(augmentation.transform(x, "scale", 1.0), x, atol=1e-6)
+  occluded = augmentation.transform(np.zeros_like(x), "occlusion", 8, seed=1)
+  assert [int((o[..., 0] == 0.5).sum()) for o in occluded] == [64, 64, 64]
+  moved = augmentation.transform(x, "translation", 8)  # half right, half down: mean of both
+  assert moved[0, 0, 0, 0] == 0 and moved[0, 0, 10, 0] == 0.25 and moved[0, 10, 10, 0] == 0.5
+  with pytest.raises(ValueError, match="unknown transformation 'shear'"):
+    augmentation.transform(x, "shear", 1)
