@@ -268,3 +268,21 @@ def test_augmentation_transforms_by_hand():
   assert moved[0, 0, 0, 0] == 0 and moved[0, 0, 10, 0] == 0.25 and moved[0, 10, 10, 0] == 0.5
   with pytest.raises(ValueError, match="unknown transformation 'shear'"):
     augmentation.transform(x, "shear", 1)
+
+
+# ---------------------------------------------------------------------------------- lesson 10
+
+@pytest.mark.slow  # 14 activation maximisations and 8 attributions compiled: ~60 s of CPU
+def test_what_cnns_learn(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
+  result, out, printed = run_quick("what_cnns_learn")
+  r = result["results"]
+  assert r["filters_visualised"] == 3 * 2 * 2  # 3 conv layers x pixel/fourier x 2 filters
+  assert r["filters_objective_increased"] == r["filters_visualised"]
+  assert r["logit_airplane_gain"] > 0 and r["logit_automobile_gain"] > 0
+  assert r["occlusion_positions"] == 14 * 14  # (32 - 6) // 2 + 1 per side
+  assert r["ig_completeness_error"] < 0.5  # 64 trapezoid steps on logits of about 10
+  assert printed.count(" -> ") >= 14 and "integrated gradients sum" in printed
+  assert {n for n, _ in result["figures"]} == {"filters_maximised.png", "logits_maximised.png",
+                                                "attributions_0.png"}
+  _check_figures(result, out)
