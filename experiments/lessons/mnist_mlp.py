@@ -76,7 +76,7 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
       print(pending.pop(0))
 
   epochs = 3 if quick else 10
-  history = _common.fit_saving_best(model, data["train"], data["validation"], epochs=epochs,
+  history = _common.fit_with_hooks(model, data["train"], data["validation"], epochs=epochs,
                                     batch_size=128, seed=seed, learning_rate=1e-3,
                                     on_best=on_best, on_epoch_end=on_epoch_end)
   best_epoch, best_loss = saves[-1]
