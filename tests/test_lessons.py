@@ -136,7 +136,8 @@ def test_edge_filters_finds_the_horizontal_edge_kernel(run_quick):
 
 # ---------------------------------------------------------------------------------- lesson 1
 
-def test_photo_walk_stages(run_quick):
+def test_photo_walk_stages(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
   result, out, printed = run_quick("photo_walk")
   r = result["results"]
   assert (r["input_h"], r["input_w"]) == (150, 128)  # 512x600 photo, shorter side to 128
@@ -145,6 +146,14 @@ def test_photo_walk_stages(run_quick):
   assert abs(r["softmax_sum"] - 1) < 1e-6
   assert r["dropped_maps"] >= 1 and abs(r["dropout_scale"] - 4 / 3) < 1e-5
   assert printed.count("kernel ") >= 5 and "sum = 1.000000" in printed
+  # The trained half: input, 3 x (pre-activation, ReLU), 2 pools, flatten, dense pre/post,
+  # logits, softmax: 14 stages.
+  assert r["trained_stages"] == 14 and abs(r["trained_softmax_sum"] - 1) < 1e-5
+  for line in ("Conv_0/pre_activation  shape (1, 30, 30, 32)", "MaxPool_1              shape "
+               "(1, 6, 6, 64)", "Flatten_0              shape (1, 1024)",
+               "Dense_1                shape (1, 10)"):
+    assert line in printed, line
+  assert "trained_walk.png" in [n for n, _ in result["figures"]]
   _check_figures(result, out)
 
 
