@@ -392,3 +392,21 @@ def train_cached(name: str, model_name: str, model, train_xy, val_xy, *, epochs:
     return jax.device_get(h.state.params), {k: [float(v) for v in vs] for k, vs in h.items()}
 
   return cached_train(cfg, train_fn)
+
+
+def thumbnail(src: str | os.PathLike, dest: str | os.PathLike, *, width: int = 240,
+              max_bytes: int = 30_000) -> pathlib.Path:
+  """A small PNG of figure ``src`` for the README's Lessons table: ``width`` pixels wide,
+  palette-quantised, shrunk further until it is under ``max_bytes``."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  dest = pathlib.Path(dest)
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  img = Image.open(src).convert("RGB")
+  while True:
+    h = max(1, round(img.height * width / img.width))
+    small = img.resize((width, h), Image.LANCZOS).quantize(colors=128)
+    small.save(dest, optimize=True)
+    if dest.stat().st_size <= max_bytes or width <= 80:
+      return dest
+    width = int(width * 0.85)
