@@ -136,7 +136,8 @@ def test_edge_filters_finds_the_horizontal_edge_kernel(run_quick):
 
 # ---------------------------------------------------------------------------------- lesson 1
 
-def test_photo_walk_stages(run_quick):
+def test_photo_walk_stages(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
   result, out, printed = run_quick("photo_walk")
   r = result["results"]
   assert (r["input_h"], r["input_w"]) == (150, 128)  # 512x600 photo, shorter side to 128
@@ -145,6 +146,14 @@ def test_photo_walk_stages(run_quick):
   assert abs(r["softmax_sum"] - 1) < 1e-6
   assert r["dropped_maps"] >= 1 and abs(r["dropout_scale"] - 4 / 3) < 1e-5
   assert printed.count("kernel ") >= 5 and "sum = 1.000000" in printed
+  # The trained half: input, 3 x (pre-activation, ReLU), 2 pools, flatten, dense pre/post,
+  # logits, softmax: 14 stages.
+  assert r["trained_stages"] == 14 and abs(r["trained_softmax_sum"] - 1) < 1e-5
+  for line in ("Conv_0/pre_activation  shape (1, 30, 30, 32)", "MaxPool_1              shape "
+               "(1, 6, 6, 64)", "Flatten_0              shape (1, 1024)",
+               "Dense_1                shape (1, 10)"):
+    assert line in printed, line
+  assert "trained_walk.png" in [n for n, _ in result["figures"]]
   _check_figures(result, out)
 
 
@@ -181,3 +190,146 @@ def test_cifar10_cnn_quick(run_quick, tmp_path_factory, monkeypatch):
   # A second run loads the cached net instead of retraining.
   again = lessons_pkg.run_lesson("cifar10_cnn", tmp_path_factory.mktemp("again"), quick=True)
   assert again["results"]["val_accuracy"] == r["val_accuracy"]
+
+
+# ---------------------------------------------------------------------------------- lesson 6
+
+def test_mnist_mlp_saves_the_best_and_tests_it(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
+  result, out, printed = run_quick("mnist_mlp")
+  r = result["results"]
+  assert r["params"] == 669_706 and r["epochs"] == 3
+  assert r["saves"] >= 1 and printed.count("saving model to model_best.msgpack") == r["saves"]
+  assert (out / "model_best.msgpack").stat().st_size > 669_706 * 4  # float32 params
+  assert 1 <= r["best_epoch"] <= 3 and r["best_val_loss"] > 0
+  assert r["test_count"] == 256  # the quick held-out split, never trained or validated on
+  per_class = [r[f"test_accuracy_{c}"] for c in range(10)]
+  assert all(0 <= a <= 1 for a in per_class)
+  assert abs(np.mean(per_class) - r["test_accuracy"]) < 0.05  # classes nearly balanced
+  assert printed.count("Test accuracy of ") == 10 and "Test accuracy (overall): " in printed
+  assert "loaded model_best.msgpack (epoch" in printed
+  assert {n for n, _ in result["figures"]} >= {"curves.png", "predictions.png"}
+  _check_figures(result, out)
+
+
+# ---------------------------------------------------------------------------------- lesson 7
+
+@pytest.mark.slow  # two nets trained and 66 shifted test sets: ~40 s of CPU
+def test_mlp_vs_cnn_shift_table(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
+  result, out, printed = run_quick("mlp_vs_cnn")
+  r = result["results"]
+  assert r["mlp_params"] == 669_706 and r["tutorial_cnn_params"] == 93_322
+  for name in ("mlp", "tutorial_cnn"):
+    for key in ("test_accuracy", "accuracy_shift4", "accuracy_shift8"):
+      assert 0.0 <= r[f"{name}_{key}"] <= 1.0
+  assert r["mlp_test_accuracy"] > 0.9  # the synthetic classes are easy when centred
+  assert r["mlp_accuracy_shift8"] < r["mlp_test_accuracy"] - 0.3  # ... and shifting breaks it
+  assert "shift px" in printed and printed.count("trained a net") == 2
+  _check_figures(result, out)
+
+
+def test_shift_and_affine_helpers_by_hand():
+  from experiments.lessons import _common
+  x = np.zeros((1, 5, 5, 1), np.float32)
+  x[0, 2, 3, 0] = 1
+  moved = _common.shift(x, 1, -2)
+  assert moved[0, 3, 1, 0] == 1 and moved.sum() == 1
+  assert _common.shift(x, 0, 2).sum() == 0  # pushed off the right edge, zero fill
+  np.testing.assert_allclose(_common.affine(x, dx=1), _common.shift(x, 0, 1), atol=1e-6)
+  turned = _common.affine(x, angle=90)  # counter-clockwise on screen: right of centre -> above
+  assert turned[0, 1, 2, 0] == pytest.approx(1, abs=1e-5) and turned.sum() == pytest.approx(1)
+  zoomed = _common.affine(x, scale=2.0, fill=0.5)[0, :, :, 0]
+  assert zoomed[2, 4] == pytest.approx(1) and zoomed[2, 3] == pytest.approx(0.5)
+  np.testing.assert_allclose(_common.affine(np.ones((1, 4, 4, 1)), dx=4, fill=0.25), 0.25)
+
+
+# ---------------------------------------------------------------------------------- lesson 8
+
+@pytest.mark.slow  # two nets trained, 50 transformed validation sets: ~45 s of CPU
+def test_augmentation_compares_both_nets(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
+  result, out, printed = run_quick("augmentation")
+  r = result["results"]
+  assert r["seeds"] == 1 and r["epochs"] == 2 and r["eval_images"] == 256
+  for net in ("plain", "augmented"):
+    for key in ("train_accuracy", "val_accuracy"):
+      assert 0.0 <= r[f"{net}_{key}"] <= 1.0
+    assert r[f"{net}_gap"] == pytest.approx(r[f"{net}_train_accuracy"] - r[f"{net}_val_accuracy"])
+    for kind in ("translation", "rotation", "scale", "brightness", "occlusion"):
+      assert 0.0 <= r[f"{net}_{kind}_worst"] <= r[f"{net}_val_accuracy"] + 1e-6, (net, kind)
+  assert printed.count("trained a net") == 2
+  assert {n for n, _ in result["figures"]} == {"augmented_samples.png", "gap_curves.png",
+                                                "invariance.png", "transforms.png"}
+  _check_figures(result, out)
+
+
+def test_augmentation_transforms_by_hand():
+  from experiments.lessons import augmentation
+  x = np.full((3, 32, 32, 3), 0.5, np.float32)
+  np.testing.assert_array_equal(augmentation.transform(x, "brightness", 0.7), 1.0)
+  for kind in ("translation", "rotation", "occlusion"):
+    np.testing.assert_array_equal(augmentation.transform(x, kind, 0), x)
+  np.testing.assert_allclose(augmentation.transform(x, "scale", 1.0), x, atol=1e-6)
+  occluded = augmentation.transform(np.zeros_like(x), "occlusion", 8, seed=1)
+  assert [int((o[..., 0] == 0.5).sum()) for o in occluded] == [64, 64, 64]
+  moved = augmentation.transform(x, "translation", 8)  # half right, half down: mean of both
+  assert moved[0, 0, 0, 0] == 0 and moved[0, 0, 10, 0] == 0.25 and moved[0, 10, 10, 0] == 0.5
+  with pytest.raises(ValueError, match="unknown transformation 'shear'"):
+    augmentation.transform(x, "shear", 1)
+
+
+# ---------------------------------------------------------------------------------- lesson 10
+
+@pytest.mark.slow  # 14 activation maximisations and 8 attributions compiled: ~60 s of CPU
+def test_what_cnns_learn(run_quick, tmp_path_factory, monkeypatch):
+  monkeypatch.setenv("JAXCNN_LESSONS_CACHE", str(tmp_path_factory.mktemp("cache")))
+  result, out, printed = run_quick("what_cnns_learn")
+  r = result["results"]
+  assert r["filters_visualised"] == 3 * 2 * 2  # 3 conv layers x pixel/fourier x 2 filters
+  assert r["filters_objective_increased"] == r["filters_visualised"]
+  assert r["logit_airplane_gain"] > 0 and r["logit_automobile_gain"] > 0
+  assert r["occlusion_positions"] == 14 * 14  # (32 - 6) // 2 + 1 per side
+  assert r["ig_completeness_error"] < 0.5  # 64 trapezoid steps on logits of about 10
+  assert printed.count(" -> ") >= 14 and "integrated gradients sum" in printed
+  assert {n for n, _ in result["figures"]} == {"filters_maximised.png", "logits_maximised.png",
+                                                "attributions_0.png"}
+  _check_figures(result, out)
+
+
+# ---------------------------------------------------------------------------------- lesson 11
+
+def test_features_during_training_snapshots_every_epoch(run_quick):
+  result, out, printed = run_quick("features_during_training")
+  r = result["results"]
+  assert r["epochs"] == 3 and r["snapshots"] == 4  # before training + after each epoch
+  for name in ("Conv_0", "Conv_1", "Conv_2", "Dense_0"):
+    assert 0.0 <= r[f"dead_{name}_first"] <= 1.0 and 0.0 <= r[f"dead_{name}_last"] <= 1.0
+  assert r["conv0_change_first_epoch"] > 0  # training moved the first layer
+  assert 0.0 <= r["val_accuracy"] <= 1.0
+  assert printed.count("validation accuracy") == 4 and "epoch  0:" in printed
+  assert {n for n, _ in result["figures"]} == {"filters_per_epoch.png",
+                                                "feature_maps_per_epoch.png",
+                                                "dead_relu_accuracy.png"}
+  _check_figures(result, out)
+
+
+def test_fit_with_hooks_saves_exactly_on_new_minima():
+  from experiments.lessons import _common
+  from jaxcnn import layers as L
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(64, 4, 4, 1)).astype(np.float32)
+  y = (x.mean((1, 2, 3)) > 0).astype(np.int32)
+  best, epochs_seen, records = [], [], []
+  h = _common.fit_with_hooks(
+      L.Sequential([L.Flatten(), L.Dense(2)]), (x, y), (x[:32], y[:32]), epochs=4,
+      batch_size=16, seed=0, learning_rate=0.05,
+      on_best=lambda e, loss, state: best.append((e, loss)),
+      on_epoch_state=lambda e, state: epochs_seen.append((e, int(state.step))),
+      on_epoch_end=lambda record, ev: records.append(record["epoch"]))
+  assert epochs_seen == [(0, 0), (1, 4), (2, 8), (3, 12), (4, 16)]
+  assert records == [1, 2, 3, 4]
+  running = np.minimum.accumulate(h["val_loss"])
+  want = [(e + 1, v) for e, v in enumerate(h["val_loss"]) if v == running[e]
+          and (e == 0 or v < running[e - 1])]
+  assert best == want and best[-1][1] == min(h["val_loss"])

@@ -8,10 +8,12 @@ here only lay out what a lesson prints, until those land.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import pathlib
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -201,22 +203,32 @@ def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
   return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
 
 
-def load_split(name: str, split: str, *, image_folder: str | None, quick: bool,
-               quick_size: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """Normalised ``(float32 [N, H, W, C], int32 [N])`` of a split, through :mod:`jaxcnn.data`.
+def load_raw(name: str, split: str, *, image_folder: str | None, quick: bool,
+             quick_size: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """``(uint8 [N, H, W, C], int32 [N])`` of a split, through :mod:`jaxcnn.data`.
 
   ``quick``: ``quick_size`` synthetic images of the dataset's shape instead (no file read), a
-  different draw per split so validation is not the training set.
+  different draw per split (the training split ``train[:...]`` keeps ``seed``) so validation
+  and test are not the training set.
   """
   from jaxcnn import data  # pylint: disable=g-import-not-at-top
 
   info = data.get_info(name)
   if quick:
-    images, labels = synthetic_images(quick_size, info.image_shape, info.num_classes,
-                                      seed=seed + (0 if split.startswith("train[:") else 1))
-  else:
-    arrays = data.load_arrays(name, split, image_folder=image_folder)
-    images, labels = arrays["image"], arrays["label"]
+    offset = 0 if split.startswith("train[:") else 1 + zlib.crc32(split.encode()) % 997
+    return synthetic_images(quick_size, info.image_shape, info.num_classes, seed=seed + offset)
+  arrays = data.load_arrays(name, split, image_folder=image_folder)
+  return np.asarray(arrays["image"]), np.asarray(arrays["label"]).astype(np.int32)
+
+
+def load_split(name: str, split: str, *, image_folder: str | None, quick: bool,
+               quick_size: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Normalised ``(float32 [N, H, W, C], int32 [N])`` of a split (see :func:`load_raw`)."""
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+
+  info = data.get_info(name)
+  images, labels = load_raw(name, split, image_folder=image_folder, quick=quick,
+                            quick_size=quick_size, seed=seed)
   return normalise(images, info.mean, info.std), labels
 
 
@@ -236,3 +248,165 @@ def train(model, train_xy, val_xy, *, epochs: int, batch_size: int, seed: int,
 
   return fit(model, train_xy, epochs=epochs, batch_size=batch_size, validation_data=val_xy,
              learning_rate=learning_rate, patience=patience, seed=seed, verbose=verbose)
+
+
+def fit_with_hooks(model, train_data, val_xy, *, epochs: int, batch_size: int, seed: int,
+                   learning_rate: float, on_best=None, on_epoch_state=None, on_epoch_end=None,
+                   verbose: int = 0):
+  """:func:`jaxcnn.train.fit`'s loop (``run_loop``, Adam) with the hooks a lesson needs and
+  ``fit`` keeps to itself:
+
+  * ``on_best(epoch, val_loss, state)`` each time the validation loss reaches a new minimum
+    (the course's "save the model whenever the validation loss decreases");
+  * ``on_epoch_state(epoch, state)`` with the state before training (epoch 0) and at the end of
+    every epoch (snapshots of filters, feature maps, dead units);
+  * ``on_epoch_end(record, eval_metrics)`` as in ``run_loop``, after the two above.
+
+  ``train_data``: ``(x, y)`` arrays or a loader. Returns a ``jaxcnn.train.History`` whose
+  ``.state`` is the *last* epoch's state.
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from jaxcnn import train as T  # pylint: disable=g-import-not-at-top
+
+  par = T.Parallel("none")
+  train_loader = train_data if hasattr(train_data, "epoch") else T.ArrayLoader(
+      *train_data, batch_size, shuffle=True, seed=seed, drop_remainder=True)
+  val_loader = T.ArrayLoader(*val_xy, batch_size, shuffle=False, drop_remainder=False)
+  steps = train_loader.steps_per_epoch
+  settings = T.LoopSettings(steps_per_epoch=steps, total_steps=epochs * steps,
+                            num_epochs=epochs, images_per_step=train_loader.batch_size,
+                            log_every=steps, verbose=bool(verbose))
+  cfg = ml_collections.ConfigDict({"seed": seed, "ema": 0.0})
+  shape = (1, *np.shape(next(iter(train_loader.epoch(0)))["image"])[1:])
+  state = T.init_state(model, cfg, shape, train_loader, settings, tx=optax.adam(learning_rate))
+  engine = T.make_engine(par, settings, train_loader, val_loader)
+  ls = T.LoopState()
+  if on_epoch_state is not None:
+    on_epoch_state(0, state)
+
+  def save(placed, best: bool) -> None:
+    # run_loop calls save(state, True) for a new best (before) and save(state, False) at every
+    # epoch end (checkpoint_every_epoch, LoopSettings' default).
+    if best and on_best is not None:
+      on_best(ls.best_epoch, ls.best_eval_loss, par.get_state(placed))
+    if not best and on_epoch_state is not None:
+      on_epoch_state(ls.step // steps, par.get_state(placed))
+
+  final = par.get_state(T.run_loop(engine, par.put_state(state), ls, save=save,
+                                   on_epoch_end=on_epoch_end))
+  history = T.History.from_records(ls.history)
+  history.state = final
+  return history
+
+
+def affine(images: np.ndarray, *, angle: float = 0.0, scale: float = 1.0, dy: float = 0.0,
+           dx: float = 0.0, fill: float = 0.0) -> np.ndarray:
+  """Rotates (degrees, counter-clockwise), scales and shifts (pixels) every image about its
+  centre, bilinearly, filling uncovered pixels with ``fill``.
+
+  ``images``: ``[N, H, W, C]`` floats (e.g. in [0, 1]); returns the same shape, float32.
+  A small helper for the invariance measurements of lessons 7 and 8 (``jaxcnn.data.augment``
+  has random, integer-shift augmentations only).
+  """
+  x = np.asarray(images, np.float32)
+  _, h, w, _ = x.shape
+  cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+  t = -np.deg2rad(angle)  # rows grow downwards: a visual counter-clockwise turn
+  yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+  # Output pixel (y, x) samples the input at R(-t) (p - centre - shift) / scale + centre.
+  py, px = yy - cy - dy, xx - cx - dx
+  sy = (np.cos(t) * py - np.sin(t) * px) / scale + cy
+  sx = (np.sin(t) * py + np.cos(t) * px) / scale + cx
+  return np.asarray(_warp()(x, np.float32(sy), np.float32(sx), np.float32(fill)))
+
+
+@functools.cache
+def _warp():
+  """``(images [N, H, W, C], sy [H, W], sx [H, W], fill) -> images`` bilinear, jitted once."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.scipy import ndimage  # pylint: disable=g-import-not-at-top
+
+  def one(img, sy, sx, fill):  # [H, W]
+    # cval must be static: warp (img - fill) with 0 outside, then add fill back.
+    return ndimage.map_coordinates(img - fill, [sy, sx], order=1, mode="constant") + fill
+
+  per_image = jax.vmap(one, in_axes=(2, None, None, None), out_axes=2)
+  return jax.jit(jax.vmap(per_image, in_axes=(0, None, None, None)))
+
+
+def logits(model, params, x: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
+  """``model.apply({'params': params}, x)`` in eval mode, ``batch_size`` images at a time
+  (one compiled function; the last chunk padded): ``float32 [N, K]``."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  apply = _apply_fn(model)
+  x = np.asarray(x, np.float32)
+  out = []
+  for i in range(0, len(x), batch_size):
+    chunk = x[i:i + batch_size]
+    pad = batch_size - len(chunk) if len(x) > batch_size else 0
+    if pad:
+      chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+    out.append(np.asarray(jax.device_get(apply(params, chunk)))[:batch_size - pad])
+  return np.concatenate(out)
+
+
+_APPLY: dict = {}
+
+
+def _apply_fn(model):
+  import jax  # pylint: disable=g-import-not-at-top
+
+  if id(model) not in _APPLY:  # keyed by identity; the model is kept alive beside its fn
+    _APPLY[id(model)] = (model, jax.jit(lambda p, x: model.apply({"params": p}, x)))
+  return _APPLY[id(model)][1]
+
+
+def shift(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+  """Moves ``[N, H, W, C]`` images by whole pixels (down ``dy``, right ``dx``; negative: up /
+  left), filling the uncovered border with 0 (black, MNIST's background)."""
+  out = np.zeros_like(images)
+  h, w = images.shape[1:3]
+  src_y, dst_y = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
+  src_x, dst_x = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
+  out[:, dst_y, dst_x] = images[:, src_y, src_x]
+  return out
+
+
+def train_cached(name: str, model_name: str, model, train_xy, val_xy, *, epochs: int,
+                 batch_size: int, seed: int, quick: bool, image_folder: str | None,
+                 learning_rate: float = 1e-3, augment=None, extra: Mapping[str, Any] = ()):
+  """Trains ``model`` with :func:`train` once per config (see :func:`cached_train`) and returns
+  ``(params, history, was_cached)``. ``train_xy`` may be a loader (e.g. an augmenting
+  ``jaxcnn.data.DeviceLoader``); ``augment`` and ``extra`` only enter the cache key."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  cfg = {"name": name, "model": model_name, "epochs": epochs, "batch_size": batch_size,
+         "learning_rate": learning_rate, "seed": seed, "quick": quick, "augment": augment,
+         "data": "synthetic" if quick else str(image_folder or "tfds"), **dict(extra)}
+
+  def train_fn():
+    h = train(model, train_xy, val_xy, epochs=epochs, batch_size=batch_size, seed=seed,
+              learning_rate=learning_rate, verbose=0 if quick else 1)
+    return jax.device_get(h.state.params), {k: [float(v) for v in vs] for k, vs in h.items()}
+
+  return cached_train(cfg, train_fn)
+
+
+def thumbnail(src: str | os.PathLike, dest: str | os.PathLike, *, width: int = 240,
+              max_bytes: int = 30_000) -> pathlib.Path:
+  """A small PNG of figure ``src`` for the README's Lessons table: ``width`` pixels wide,
+  palette-quantised, shrunk further until it is under ``max_bytes``."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  dest = pathlib.Path(dest)
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  img = Image.open(src).convert("RGB")
+  while True:
+    h = max(1, round(img.height * width / img.width))
+    small = img.resize((width, h), Image.LANCZOS).quantize(colors=128)
+    small.save(dest, optimize=True)
+    if dest.stat().st_size <= max_bytes or width <= 80:
+      return dest
+    width = int(width * 0.85)

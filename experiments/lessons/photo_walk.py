@@ -12,6 +12,13 @@ kernels' weights, each stage's shape and value range, the 4x4 top-left corner of
 beside the 2x2 corner of the pooled output (each pooled value is the max of its 2x2 block,
 asserted), which feature maps dropout zeroed and the scale 1/(1 - 0.25) of the kept ones, and
 the four softmax probabilities with their sum (1 within 1e-6, asserted).
+
+Then the same walk with a *trained* net: lesson 5's CIFAR-10 tutorial CNN (its cached
+parameters; trained first, as lesson 5 would, if the cache has none for this seed and data) on
+validation image 0. Every stage, from :func:`jaxcnn.inspect.feature_maps` (the conv and dense
+outputs before their ReLU included), is printed and drawn with its shape and value range, down
+to the softmax (sum 1 within 1e-5, asserted). ``--image-folder`` selects the real CIFAR-10 copy
+for that half (``--quick``: the quick synthetic net of lesson 5).
 """
 
 from __future__ import annotations
@@ -29,15 +36,14 @@ TITLE = "A photo through the layers: conv, ReLU, max pool, dropout, dense, softm
 LESSON = 1
 
 
-def _stage(name: str, x) -> str:
+def _stage(name: str, x, width: int = 16) -> str:
   x = np.asarray(x)
-  return f"{name:16} shape {str(tuple(x.shape)):20} range [{x.min():+.3f}, {x.max():+.3f}]"
+  return f"{name:{width}} shape {str(tuple(x.shape)):20} range [{x.min():+.3f}, {x.max():+.3f}]"
 
 
 def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = None,
         seed: int = 0) -> dict:
   """Walks the photo through random layers, printing and drawing each stage into ``out``."""
-  del image_folder
   out = pathlib.Path(out)
   figures: list = []
   results: dict = {}
@@ -157,4 +163,87 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
                "(blocks marked). Right: the dense layer's four outputs after softmax: positive "
                "and summing to 1. The weights are random, so the 'prediction' means nothing "
                "yet; training is what makes it mean something.", figures)
+  trained_walk(out, figures, results, quick=quick, image_folder=image_folder, seed=seed)
   return {"figures": figures, "results": results}
+
+
+def trained_walk(out: pathlib.Path, figures: list, results: dict, *, quick: bool,
+                 image_folder: str | None, seed: int) -> None:
+  """The same walk through lesson 5's *trained* CIFAR-10 net (its cached parameters), on a
+  validation image: every layer's output (:func:`jaxcnn.inspect.feature_maps`, pre-activations
+  included) printed and drawn with its shape and value range."""
+  from experiments.lessons import cifar10_cnn  # pylint: disable=g-import-not-at-top
+  from jaxcnn import inspect  # pylint: disable=g-import-not-at-top
+
+  model, params, history, (x_val, y_val), _, cached = cifar10_cnn.trained(quick, seed,
+                                                                          image_folder)
+  print(f"\nthe trained CIFAR-10 tutorial net of lesson 5 ({'cached' if cached else 'trained now'}"
+        f", validation accuracy {history['val_accuracy'][-1]:.4f}) on validation image 0:")
+  x = x_val[:1]
+  maps = inspect.feature_maps(model, {"params": params}, x)
+  stages = {"input (normalised)": np.asarray(x)}
+  stages.update({k: np.asarray(v) for k, v in maps.items()})
+  logits = stages[list(maps)[-1]]
+  probs = np.asarray(F.softmax(jnp.asarray(logits)))
+  stages["softmax"] = probs
+  for name, v in stages.items():
+    print(_stage(name, v, width=22))
+  total = float(probs.sum())
+  assert abs(total - 1.0) < 1e-5, total
+  pred = int(probs.argmax())
+  classes = cifar10_cnn.CLASSES
+  print(f"softmax sums to {total:.6f}; top class {classes[pred]} ({probs[0, pred]:.3f}), "
+        f"true class {classes[y_val[0]]}")
+  results.update(trained_stages=len(stages), trained_softmax_sum=total,
+                 trained_top_class=classes[pred], trained_true_class=classes[int(y_val[0])])
+
+  spatial = [k for k, v in stages.items() if v.ndim == 4]
+  flat = [k for k, v in stages.items() if v.ndim == 2]
+  n_ch = 6
+  fig = _common.new_figure(1.7 * (n_ch + 0.3), 1.75 * len(spatial) + 2.6)
+  top, bottom = fig.subfigures(2, 1, height_ratios=[1.75 * len(spatial), 2.6])
+  axes = top.subplots(len(spatial), n_ch, squeeze=False)
+  for r, name in enumerate(spatial):
+    v = stages[name][0]
+    for j, ax in enumerate(axes[r]):
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if name.startswith("input"):
+        if j == 0:
+          ax.imshow(_common.denormalise(v, "cifar10"), interpolation="nearest")
+          ax.set_title(f"{classes[y_val[0]]} (shown unnormalised)", fontsize=8)
+        else:
+          ax.axis("off")
+        continue
+      if j >= v.shape[-1]:
+        ax.axis("off")
+        continue
+      if "pre_activation" in name:
+        _common.image_panel(ax, v[:, :, j], f"ch {j}", diverging=True)
+      else:
+        ax.imshow(v[:, :, j], cmap="magma", interpolation="nearest")
+        ax.set_title(f"ch {j}", fontsize=8)
+    axes[r, 0].set_ylabel(name.replace("/pre_activation", "\nbefore ReLU"), fontsize=8)
+    axes[r, -1].yaxis.set_label_position("right")
+    axes[r, -1].set_ylabel(f"{tuple(v.shape)}\n[{v.min():.2f}, {v.max():.2f}]", fontsize=8,
+                           rotation=0, ha="left", va="center")
+  top.suptitle("a trained CIFAR-10 net, stage by stage: first 6 channels; right: shape "
+               "(batch left out) and value range; red/blue: before ReLU", fontsize=10)
+  axes = bottom.subplots(1, len(flat), squeeze=False)[0]
+  for ax, name in zip(axes, flat):
+    v = stages[name][0]
+    if name == "softmax" or v.shape[0] == 10:
+      ax.bar(range(10), v, color=["#c4601d" if i == pred else "#3465a4" for i in range(10)])
+      ax.set_xticks(range(10), classes, rotation=60, fontsize=7)
+    else:
+      ax.plot(v, lw=0.6)
+    ax.set_title(f"{name.replace('/pre_activation', ' before ReLU')} {tuple(v.shape)}\n"
+                 f"[{v.min():.2f}, {v.max():.2f}]", fontsize=8)
+    ax.tick_params(labelsize=7)
+  _common.save(fig, out, "trained_walk.png",
+               "The same walk with a trained net (lesson 5's) on a CIFAR-10 validation image, "
+               "each stage with its shape and value range. Before each ReLU the maps are "
+               "positive and negative (red/blue); after it only the positive part is left, and "
+               "each pooling halves the size. The vectors at the bottom are the flattened "
+               "features, the dense layers and the softmax, whose tallest (orange) bar is the "
+               "net's answer.", figures)

@@ -130,9 +130,10 @@ def keras_nets(out: pathlib.Path, figures: list, results: dict) -> None:
                                     f"{s.total_params:,} params")
     _common.save(fig, out, f"{name}_diagram.png",
                  f"`{name}` drawn like Keras' `plot_model(show_shapes=True)`: one box per layer "
-                 f"with its input and output shape (batch left out). Follow the spatial size "
-                 f"32 -> 30 -> 15 -> 13 -> 6 -> 4 and see that Dense({hidden}) holds most of "
-                 f"the {s.total_params:,} parameters.", figures)
+                 f"with its input and output shape (the batch drawn as None, as Keras does). "
+                 f"Follow the spatial size 32 -> 30 -> 15 -> 13 -> 6 -> 4; the printed summary "
+                 f"shows that the Flatten -> Dense({hidden}) step holds "
+                 f"{1024 * hidden + hidden:,} of the {s.total_params:,} parameters.", figures)
 
 
 def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = None,

@@ -1,0 +1,147 @@
+"""Lesson 6, the MNIST MLP with a validation split and "save the model whenever the validation
+loss decreases" (the course's PyTorch MLP notebook, with the Keras MLP and Adam).
+
+    python -m experiments.lessons mnist_mlp --image-folder ../shared/data/mnist_png_train.tar.gz
+    python -m experiments.lessons mnist_mlp --quick
+
+The Keras MNIST MLP (``mlp``: Flatten - Dense(512, relu) - Dropout(0.2) - Dense(512, relu) -
+Dropout(0.2) - Dense(10), 669,706 parameters), Adam 1e-3, batch 128, 10 epochs, on three
+disjoint splits carved from the MNIST training set (the PNG copy has no test split):
+``train[:48000]`` to train, ``train[48000:54000]`` to validate (choose the epoch), and
+``train[54000:]`` held out as the *test* split (6,000 images, looked at once, at the end).
+After every epoch whose validation loss is the lowest so far, the parameters are written to
+``OUT/model_best.msgpack`` (``flax.serialization``); at the end that file is loaded back, its
+validation loss checked equal to the best epoch's, and it is tested. ``--quick``: 3 epochs on
+512/256/256 synthetic images.
+
+Prints each "validation loss decreased (a -> b): saving model" line, the test accuracy overall
+and per class ("Test accuracy of 3: 97.5% (588/603)"), and draws the curves with the saved
+epochs marked and a grid of test predictions, titles green when right and red when wrong.
+
+Measured (full run, seed 0, 2-core CPU): see ``docs_lessons_readme.md`` (not measured yet in this
+revision).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import flax
+import jax
+import numpy as np
+
+from experiments.lessons import _common
+from jaxcnn import inspect, metrics, plots
+from jaxcnn.models import get_model
+from jaxcnn.train import evaluate, predict
+
+TITLE = "MNIST MLP: validation split, save the best model, test accuracy per class"
+LESSON = 6
+SPLITS = {"train": "train[:48000]", "validation": "train[48000:54000]", "test": "train[54000:]"}
+
+
+def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = None,
+        seed: int = 0) -> dict:
+  """Trains the MLP, saving it whenever the validation loss falls, then tests the saved one."""
+  out = pathlib.Path(out)
+  figures: list = []
+  results: dict = {}
+  sizes = {"train": 512, "validation": 256, "test": 256}
+  data = {k: _common.load_split("mnist", split, image_folder=image_folder, quick=quick,
+                                quick_size=sizes[k], seed=seed) for k, split in SPLITS.items()}
+  for k, (x, _) in data.items():
+    print(f"{k:10} {SPLITS[k]:20} {len(x):6,} images")
+  model = get_model("mlp")
+  params = inspect.summary(model, (1, 28, 28, 1), print_fn=None).total_params
+  print(f"mlp: {params:,} parameters")
+  results["params"] = params
+
+  ckpt = out / "model_best.msgpack"
+  saves: list[tuple[int, float]] = []
+
+  def on_best(epoch: int, val_loss: float, state) -> None:
+    before = saves[-1][1] if saves else float("inf")
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes(flax.serialization.to_bytes(jax.device_get(state.params)))
+    saves.append((epoch, val_loss))
+    pending.append(f"  validation loss decreased ({before:.6f} -> {val_loss:.6f}): "
+                   f"saving model to {ckpt.name}")
+
+  pending: list[str] = []
+
+  def on_epoch_end(record, _) -> None:
+    print(f"epoch {record['epoch']:2}: training loss {record['train_loss']:.6f}  "
+          f"validation loss {record['eval_loss']:.6f}")
+    while pending:
+      print(pending.pop(0))
+
+  epochs = 3 if quick else 10
+  history = _common.fit_with_hooks(model, data["train"], data["validation"], epochs=epochs,
+                                    batch_size=128, seed=seed, learning_rate=1e-3,
+                                    on_best=on_best, on_epoch_end=on_epoch_end)
+  best_epoch, best_loss = saves[-1]
+  assert best_loss == min(history["val_loss"]) and len(saves) >= 1
+
+  # Load the saved model back (what a later session would do) and check it is the best epoch's.
+  state = history.state
+  restored = flax.serialization.from_bytes(jax.device_get(state.params), ckpt.read_bytes())
+  state = state.replace(params=restored)
+  val = evaluate(state, data["validation"])
+  np.testing.assert_allclose(val["loss"], best_loss, rtol=1e-5)
+  print(f"loaded {ckpt.name} (epoch {best_epoch}): validation loss {val['loss']:.6f}")
+
+  x_test, y_test = data["test"]
+  test = evaluate(state, data["test"])
+  logits = predict(state, x_test)
+  pred = logits.argmax(-1)
+  conf = np.asarray(metrics.confusion_matrix(y_test, pred, 10))
+  np.testing.assert_array_equal(conf, np.asarray(test["confusion"]))
+  print(f"test loss {test['loss']:.6f}")
+  for c in range(10):
+    n, right = int(conf[c].sum()), int(conf[c, c])
+    print(f"Test accuracy of {c}: {100 * right / max(n, 1):5.1f}% ({right:4d}/{n:4d})")
+    results[f"test_accuracy_{c}"] = right / max(n, 1)
+  acc = float(np.trace(conf) / conf.sum())
+  print(f"Test accuracy (overall): {100 * acc:.2f}% ({int(np.trace(conf))}/{int(conf.sum())})")
+  results.update(epochs=epochs, saves=len(saves), best_epoch=best_epoch,
+                 best_val_loss=best_loss, test_loss=float(test["loss"]), test_accuracy=acc,
+                 test_count=int(conf.sum()))
+
+  fig = plots.plot_curves(history)
+  for ax in fig.axes:
+    for e, _ in saves:
+      ax.axvline(e, color="0.6", lw=0.8, ls=":")
+  fig.axes[0].plot([e for e, _ in saves], [l for _, l in saves], "v", color="#2a7d2a",
+                   ms=8, label="saved (new lowest validation loss)")
+  fig.axes[0].legend()
+  fig.suptitle(f"MLP on MNIST: {len(saves)} saves, best epoch {best_epoch}")
+  _common.save(fig, out, "curves.png",
+               "Training and validation loss (left) and accuracy (right) per epoch; a green "
+               "triangle (and dotted line) marks each epoch whose validation loss was the "
+               "lowest so far, when the model was saved. Once the validation loss stops "
+               "falling while the training loss keeps going down, later epochs are not saved: "
+               "the saved model is the one from before overfitting.", figures)
+
+  shown = np.arange(min(40, len(x_test)))
+  fig = plots.image_grid(x_test[shown], [f"{pred[i]} ({y_test[i]})" for i in shown], ncols=10,
+                         cell=1.1, suptitle="test predictions: predicted (true); green right, "
+                                            "red wrong")
+  for ax, i in zip(fig.axes, shown):
+    ax.title.set_color("#2a7d2a" if pred[i] == y_test[i] else "#c00000")
+    ax.title.set_fontweight("bold")
+  _common.save(fig, out, "predictions.png",
+               "The first 40 test images with the saved model's prediction and, in brackets, "
+               "the true digit: green when right, red when wrong. The wrong ones are often "
+               "digits a person would hesitate over too.", figures)
+
+  wrong = np.flatnonzero(pred != y_test)[:20]
+  results["test_wrong"] = int(np.sum(pred != y_test))
+  if len(wrong):
+    fig = plots.image_grid(x_test[wrong], [f"{pred[i]} ({y_test[i]})" for i in wrong],
+                           ncols=10, cell=1.1,
+                           suptitle="misclassified test digits: predicted (true)")
+    for ax in fig.axes:
+      ax.title.set_color("#c00000")
+    _common.save(fig, out, "mistakes.png",
+                 "Up to 20 test digits the saved model got wrong: predicted (true).", figures)
+  return {"figures": figures, "results": results}
