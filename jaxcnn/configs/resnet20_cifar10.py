@@ -1,0 +1,51 @@
+"""CIFAR-10 with He et al.'s ResNet-20 (option A shortcuts), the paper's recipe.
+
+He, Zhang, Ren, Sun, "Deep residual learning for image recognition" (CVPR 2016), section 4.2:
+SGD with momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.1 divided by 10 at 32k and
+48k iterations, stop at 64k, 4-pixel padding + random 32x32 crop + horizontal flip, trained on
+45k images with 5k for validation (the split used here: ``train[:45000]`` / ``train[45000:]``).
+At 352 steps per epoch those iterations are epochs 91, 136 and 182. Deviation: weight decay
+touches kernels only (the engine's convention), not BatchNorm's scale and bias.
+
+Command (the shared JPEG copy; drop ``data.image_folder`` to use tfds)::
+
+    python -m experiments.train --config experiments/configs/resnet20_cifar10.py \
+        --workdir runs/resnet20_cifar10 \
+        --config.data.image_folder=../shared/data/cifar10_jpeg_train.tar.gz
+
+Other depths: ``--config.model=resnet56`` (or 32, 44, 110); option B shortcuts:
+``--config.model_kwargs.shortcut=B`` (the key is declared below, so the CLI can set it).
+
+Expected: the paper reports 8.75% test error (91.25% accuracy) for ResNet-20 (7.51% error for
+ResNet-56, 6.43% for ResNet-110), on the original lossless CIFAR-10 test set. NOT measured here:
+182 epochs do not fit this project's 2-core CPU (one epoch of ResNet-20 is CPU-bound; see the
+architectures lesson for its measured images/s). The JPEG copy is expected to land somewhat
+below the paper (see ../shared/data/README). ``dtype`` is bfloat16 on an accelerator, float32
+on CPU (where bfloat16 convolutions are slower).
+"""
+
+import jax
+import ml_collections
+
+from experiments.configs import cifar10_tutorial
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = cifar10_tutorial.get_config()
+  config.model = "resnet20"
+  config.model_kwargs = ml_collections.ConfigDict({"shortcut": "A"})
+  config.batch_size = 128
+  config.num_epochs = 182
+  config.optimizer = "sgd"
+  config.momentum = 0.9
+  config.nesterov = False
+  config.learning_rate = 0.1
+  config.weight_decay = 1e-4
+  config.schedule = "piecewise"
+  config.lr_boundaries_epochs = (91, 136)
+  config.lr_decay_factor = 0.1
+  config.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  config.checkpoint_every_steps = 0  # epoch ends only
+  config.data.augment = "crop,flip"
+  config.data.normalize = "dataset"
+  return config
