@@ -97,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   return args
 
 
+# This checkout's jaxcnn, also when run as `python experiments/bench_conv.py`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.threads == 1:
   ARGS.xla_flags += " --xla_cpu_multi_thread_eigen=false"

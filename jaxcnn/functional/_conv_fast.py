@@ -178,7 +178,7 @@ bias_add.__doc__ = """``y + b`` over the channel axis, whose bias gradient is a 
 
 ``y: [..., C]``, ``b: [C]``. The bias gradient ``sum over all positions of dy`` is a reduction over
 the major axes of a ``[N, C]`` array, which XLA CPU runs 2-5x slower than the same sum written as
-``ones[N] @ dy[N, C]`` (BENCHMARKS.md, section 4). The tangent is written as that outer product,
+``ones[N] @ dy[N, C]`` (BENCHMARKS.md, section 1.3). The tangent is written as that outer product,
 so reverse mode transposes it into the product. Same values up to float32 summation order.
 """
 
