@@ -53,3 +53,24 @@ def test_tags():
   assert tensorboard.tag("test_top5") == "test/top5"
   assert tensorboard.tag("train_images_per_sec") == "train/images_per_sec"
   assert tensorboard.tag("lr") == "run/lr"
+
+
+def test_the_loop_writes_one_point_per_epoch_when_asked(tmp_path, monkeypatch):
+  from tests.test_train_loop import _eval_loader, _tiny_config, _train_loader, _use_loaders
+  from jaxcnn.train import train_and_evaluate
+  _use_loaders(monkeypatch, _train_loader(), _eval_loader())
+  result = train_and_evaluate(_tiny_config(num_epochs=2, tensorboard=True), tmp_path)
+  got = _read_scalars(tmp_path / "tensorboard")
+  steps = [r["step"] for r in result.history]
+  assert [s for s, _ in got["train/loss"]] == steps == [3, 6]
+  assert [v for _, v in got["eval/accuracy"]] == pytest.approx(
+      [r["eval_accuracy"] for r in result.history])
+  assert not (tmp_path / "runs").exists()
+
+
+def test_the_loop_writes_no_events_by_default(tmp_path, monkeypatch):
+  from tests.test_train_loop import _eval_loader, _tiny_config, _train_loader, _use_loaders
+  from jaxcnn.train import train_and_evaluate
+  _use_loaders(monkeypatch, _train_loader(), _eval_loader())
+  train_and_evaluate(_tiny_config(num_epochs=1), tmp_path)
+  assert not (tmp_path / "tensorboard").exists()

@@ -39,6 +39,8 @@ Keys (every config has them):
     early_stopping_min_delta (default 0): the least decrease of eval loss that counts.
   checkpoint_every_steps (0 = only at epoch ends); log_every_steps (host sync + NaN check);
   progress: the tqdm bar and the epoch lines (process 0).
+  tensorboard: also write the per-epoch numbers as TensorBoard scalars to workdir/tensorboard
+    (tensorboardX, no TensorFlow; off by default): tensorboard --logdir WORKDIR.
   data.name: 'cifar10' | 'mnist'; data.train_split / data.eval_split: tfds split syntax;
   data.data_dir: tfds data dir (must exist); data.image_folder: a class-per-folder root (or its
   .tar.gz), read instead of tfds; data.source: 'auto' (the folder if set, else tfds where
@@ -81,6 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 500
   config.log_every_steps = 50
   config.progress = True
+  config.tensorboard = False  # True: per-epoch scalars in workdir/tensorboard
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "cifar10"

@@ -26,6 +26,8 @@ What a run writes to ``workdir``:
 * ``checkpoints/latest`` and ``checkpoints/best`` (see :mod:`jaxcnn.train.checkpoint`): every
   epoch, every ``checkpoint_every_steps`` and at the end (``checkpoint_every_epoch=False``:
   only the last two);
+* ``tensorboard/`` with ``tensorboard=True``: the same per-epoch numbers as TensorBoard scalars
+  (:mod:`jaxcnn.train.tensorboard`; no TensorFlow needed);
 * ``test_metrics.json`` when ``data.test_split`` is set: ``test_loss, test_accuracy,
   test_top5, test_confusion`` of the restored best model (with early stopping) or the final
   one, evaluated once after training.
@@ -204,7 +206,7 @@ def validate_loop_settings(config: Any) -> None:
   delta = cfg_get(config, "early_stopping_min_delta", 0.0)
   if not is_number(delta) or delta < 0:
     raise ValueError(f"`early_stopping_min_delta` (={delta!r}) must be a number >= 0")
-  for key in ("plots", "checkpoint_every_epoch", "ema_warmup"):
+  for key in ("plots", "checkpoint_every_epoch", "ema_warmup", "tensorboard"):
     value = cfg_get(config, key, True)
     if not isinstance(value, bool):
       raise ValueError(f"`{key}` (={value!r}) must be True or False")
@@ -226,7 +228,7 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int):
 
 # Keys that may change between a run and its resumption without changing what is computed.
 RESUMABLE_CHANGES = ("progress", "log_every_steps", "checkpoint_every_steps", "async_checkpoints",
-                     "plots", "checkpoint_every_epoch", "data.test_split")
+                     "plots", "checkpoint_every_epoch", "data.test_split", "tensorboard")
 # The learning rate may change too: the recovery from a diverged run is to resume its last good
 # checkpoint with a smaller rate. Nothing saved depends on the rate (optax keeps moments and
 # counts, and the schedule is rebuilt from the config), so the run continues the same trajectory
@@ -722,6 +724,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
 
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints",
                                      async_save=bool(cfg_get(config, "async_checkpoints", True)))
+  board = None  # the TensorBoard writer, with config.tensorboard on the main process
   try:
     restored = _restore(ckpt, state, workdir, verbose)
     state, ls = restored if restored is not None else (state, LoopState())
@@ -731,6 +734,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                          label_smoothing=float(cfg_get(config, "label_smoothing", 0.0)),
                          loss_fn=loss_fn, logits_fn=logits_fn, ckpt=ckpt)
     make_plots = bool(cfg_get(config, "plots", True))
+    if is_main and cfg_get(config, "tensorboard", False):
+      from jaxcnn.train.tensorboard import TensorBoardWriter  # pylint: disable=g-import-not-at-top
+      board = TensorBoardWriter(workdir / "tensorboard", ls.history)
 
     def save(placed: Any, best: bool) -> None:
       ckpt.save(ls.step, par.get_state(placed), ls.to_meta(), best=best)
@@ -739,6 +745,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
       if not is_main:
         return
       _append_jsonl(workdir / "metrics.jsonl", record)
+      if board is not None:
+        board.write(record)
       if make_plots and ev is not None:
         plots.plot_curves(ls.history, workdir / "curves.png")
         plots.plot_confusion(ev["confusion"], info.class_names, workdir / "confusion.png",
@@ -755,9 +763,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                          final)
       if is_main:
         (workdir / "test_metrics.json").write_text(json.dumps(test, indent=1) + "\n")
+      if board is not None:
+        board.write({"step": ls.step, **test})
       (engine.say if verbose else log.warning)(test_line(test))
   finally:
     ckpt.close()  # waits for pending async saves, also when the run stops on an error
+    if board is not None:
+      board.close()
   return TrainResult(state=final, history=ls.history, stopped_early=ls.stopped_early,
                      best_epoch=ls.best_epoch, test_metrics=test)
 
