@@ -485,3 +485,13 @@ def test_speed_run_recipe_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
   assert not np.allclose(p0.fast["whiten"]["kernel"], default["params"]["whiten"]["kernel"])
   stats = straight.state.collections["batch_stats"]["bn"]
   assert not np.allclose(stats["mean"], 0.0)  # BatchNorm statistics were trained
+
+
+def test_module_doctests():
+  import doctest
+  from jaxcnn.data import augment
+  from jaxcnn.train import average, optim, state, steps
+  for module in (optim, average, steps, state, augment):
+    result = doctest.testmod(module, raise_on_error=False, verbose=False,
+                             extraglobs={"jnp": jnp, "jax": jax, "optax": optax})
+    assert result.failed == 0 and result.attempted > 0, module.__name__

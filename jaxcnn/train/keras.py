@@ -171,6 +171,29 @@ _FIT_EXTRA_KEYS = ("momentum", "nesterov", "b1", "b2", "eps", "grad_clip_norm", 
                    "num_train_steps")
 
 
+def _fit_config(config: Any, config_values: dict[str, Any], epochs: int | None,
+                optimizer: Any) -> tuple[ml_collections.ConfigDict, Any]:
+  """fit's arguments as one config (defaults < ``config`` < keywords) and the tx value, if any."""
+  values = dict(_FIT_DEFAULTS)
+  if config is not None:
+    values.update(config.to_dict() if hasattr(config, "to_dict") else dict(config))
+  unknown = sorted(set(config_values) - set(_FIT_DEFAULTS) - set(_FIT_EXTRA_KEYS))
+  if unknown:
+    raise TypeError(f"fit() got unknown keyword argument(s) {unknown}; config keys it takes: "
+                    f"{', '.join(sorted(set(_FIT_DEFAULTS) | set(_FIT_EXTRA_KEYS)))}")
+  values.update(config_values)
+  if epochs is not None:
+    values.update(num_epochs=epochs, num_train_steps=-1)
+  values.setdefault("num_epochs", 1)
+  cfg = ml_collections.ConfigDict(values)
+  tx = None
+  if isinstance(optimizer, str):
+    cfg.optimizer = optimizer
+  else:
+    tx = optimizer
+  return cfg, tx
+
+
 def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: int = 32,
         validation_data: Any = None, test_data: Any = None,
         optimizer: str | optim.TxOrFactory | None = None, config: Any = None,
@@ -213,23 +236,7 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
   if isinstance(model, str):
     from jaxcnn import models
     model = models.get_model(model, num_classes=num_classes or 10)
-  values = dict(_FIT_DEFAULTS)
-  if config is not None:
-    values.update(config.to_dict() if hasattr(config, "to_dict") else dict(config))
-  unknown = sorted(set(config_values) - set(_FIT_DEFAULTS) - set(_FIT_EXTRA_KEYS))
-  if unknown:
-    raise TypeError(f"fit() got unknown keyword argument(s) {unknown}; config keys it takes: "
-                    f"{', '.join(sorted(set(_FIT_DEFAULTS) | set(_FIT_EXTRA_KEYS)))}")
-  values.update(config_values)
-  if epochs is not None:
-    values.update(num_epochs=epochs, num_train_steps=-1)
-  values.setdefault("num_epochs", 1)
-  cfg = ml_collections.ConfigDict(values)
-  tx = None
-  if isinstance(optimizer, str):
-    cfg.optimizer = optimizer
-  else:
-    tx = optimizer
+  cfg, tx = _fit_config(config, config_values, epochs, optimizer)
   if tx is None:
     optim.validate_optimizer_config(cfg)
   loop.validate_loop_settings(cfg)
