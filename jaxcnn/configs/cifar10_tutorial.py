@@ -33,15 +33,22 @@ Keys (every config has them):
     schedule: 'constant' | 'cosine' | 'warmup_cosine' (warmup_epochs) | 'onecycle' |
     'piecewise' (lr_boundaries_epochs, lr_decay_factor); weight_decay (kernels only);
     grad_clip_norm (0 = off).
-  label_smoothing (train loss only); ema (decay of an EMA of the params used for eval, 0 = off);
+  label_smoothing (train loss only); ema (decay of an EMA of the params used for eval, 0 = off;
+    with its batch statistics), ema_warmup (decay min(ema, (1 + t) / (10 + t))), ema_every
+    (update every k steps).
   dtype: 'float32' | 'bfloat16' (compute dtype; parameters stay float32).
   patience: early stopping on eval loss (0 = off); the best epoch's params are kept;
     early_stopping_min_delta (default 0): the least decrease of eval loss that counts.
+  eval_every_epochs: evaluate after every k-th epoch (and always after the last); plots:
+    redraw curves.png and confusion.png after each evaluation; checkpoint_every_epoch: save at
+    every epoch end (else only every checkpoint_every_steps, the best epoch and the end).
   checkpoint_every_steps (0 = only at epoch ends); log_every_steps (host sync + NaN check);
   progress: the tqdm bar and the epoch lines (process 0).
   tensorboard: also write the per-epoch numbers as TensorBoard scalars to workdir/tensorboard
     (tensorboardX, no TensorFlow; off by default): tensorboard --logdir WORKDIR.
   data.name: 'cifar10' | 'mnist'; data.train_split / data.eval_split: tfds split syntax;
+  data.test_split: evaluated once after training with the restored best (or final) model,
+    written to test_metrics.json (unset: none);
   data.data_dir: tfds data dir (must exist); data.image_folder: a class-per-folder root (or its
   .tar.gz), read instead of tfds; data.source: 'auto' (the folder if set, else tfds where
   TensorFlow is installed, else 'download') | 'tfds' | 'download' (the official CIFAR-10 /
@@ -77,9 +84,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.grad_clip_norm = 0.0
   config.label_smoothing = 0.0
   config.ema = 0.0
+  config.ema_warmup = False
+  config.ema_every = 1
   config.dtype = "float32"
 
   config.patience = 0
+  config.early_stopping_min_delta = 0.0
+  config.eval_every_epochs = 1
+  config.plots = True
+  config.checkpoint_every_epoch = True
   config.checkpoint_every_steps = 500
   config.log_every_steps = 50
   config.progress = True
@@ -89,6 +102,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.name = "cifar10"
   config.data.train_split = "train[:45000]"
   config.data.eval_split = "train[45000:]"
+  config.data.test_split = config_dict.placeholder(str)  # e.g. 'test': evaluated once at the end
   config.data.data_dir = config_dict.placeholder(str)
   config.data.image_folder = config_dict.placeholder(str)
   config.data.source = "auto"

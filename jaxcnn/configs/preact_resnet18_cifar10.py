@@ -22,7 +22,7 @@ CPU.
 import jax
 import ml_collections
 
-from experiments.configs import cifar10_tutorial
+from jaxcnn.configs import cifar10_tutorial
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -27,7 +27,7 @@ on CPU (where bfloat16 convolutions are slower).
 import jax
 import ml_collections
 
-from experiments.configs import cifar10_tutorial
+from jaxcnn.configs import cifar10_tutorial
 
 
 def get_config() -> ml_collections.ConfigDict:

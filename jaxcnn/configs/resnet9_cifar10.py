@@ -21,7 +21,7 @@ the 2-core CPU). bfloat16 on an accelerator, float32 on CPU.
 import jax
 import ml_collections
 
-from experiments.configs import cifar10_tutorial
+from jaxcnn.configs import cifar10_tutorial
 
 
 def get_config() -> ml_collections.ConfigDict:

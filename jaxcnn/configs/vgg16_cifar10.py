@@ -23,7 +23,7 @@ accelerator, float32 on CPU.
 import jax
 import ml_collections
 
-from experiments.configs import cifar10_tutorial
+from jaxcnn.configs import cifar10_tutorial
 
 
 def get_config() -> ml_collections.ConfigDict:
