@@ -193,7 +193,7 @@ def test_missing_data_messages_are_one_short_line(folder, tmp_path):
       (lambda: data.load_arrays(None, "train", image_folder=tmp_path / "nowhere"), "nowhere"),
       (lambda: data.load_arrays(None, "tran", image_folder=folder), "'tran'"),
       (lambda: data.load_arrays("cifar10", "train", data_dir=str(tmp_path / "no_tfds"),
-                                download=False), "no_tfds"),
+                                download=False), "cannot load 'cifar10': `data_dir` (="),
   ]
   for load, named in cases:
     with pytest.raises(data.DatasetNotFoundError) as err:

@@ -157,8 +157,8 @@ def tfds_dataset(name: str, split: str, *, data_dir: str | None = None, download
     if not os.path.isdir(data_dir):
       # tfds would create the (perhaps mistyped) tree and then try to download into it.
       raise DatasetNotFoundError(
-          f"`data_dir` (={data_dir!r}) does not exist; it must be a tfds data directory (create "
-          f"it first to let tfds download into it). {_LOCAL_COPY_HINT}")
+          f"cannot load {name!r}: `data_dir` (={data_dir!r}) does not exist; it must be a tfds "
+          f"data directory (create it first to let tfds download into it). {_LOCAL_COPY_HINT}")
   tried = f"tfds.load({name!r}, data_dir={data_dir!r}, download={download})"
   if download and not _tfds_is_mocked(tfds) and not tfds.builder(
       name, data_dir=data_dir).is_prepared():
