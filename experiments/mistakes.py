@@ -1190,13 +1190,11 @@ def _two_runs():
 
 
 def _has_checkpoint(wd):
-  d = os.path.join(wd, "checkpoints")
-  if not os.path.isdir(d):
-    return False
-  for _, dirs, files in os.walk(d):
-    if any(not x.startswith(".") and "tmp" not in x for x in dirs + files):
-      return True
-  return False
+  """A finished checkpoint: a step folder ``checkpoints/latest/<step>``. (The empty ``latest/``
+  and ``best/`` folders exist from the start, so their presence says nothing; orbax writes a step
+  under a temporary name first.)"""
+  d = os.path.join(wd, "checkpoints", "latest")
+  return os.path.isdir(d) and any(x.isdigit() for x in os.listdir(d))
 
 
 def _wait_for(cond, timeout, proc):
@@ -1210,10 +1208,21 @@ def _wait_for(cond, timeout, proc):
   return False
 
 
+# ``python -m experiments.train`` as a terminal starts it: with Python's own SIGINT handler. A
+# process started in the background by a non-interactive shell (``cmd &``, as a sweep often is)
+# inherits SIGINT *ignored*, and Python then installs no handler, so Ctrl-C would never arrive
+# and the case would time out for a reason that is the harness's, not jaxcnn's.
+TRAIN_WITH_SIGINT = [sys.executable, "-c",
+                     "import runpy, signal, sys; "
+                     "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                     "sys.argv[0] = 'experiments/train.py'; "
+                     "runpy.run_module('experiments.train', run_name='__main__', alter_sys=True)"]
+
+
 def _ctrl_c():
   wd = workdir("ctrl_c")
-  cmd = [sys.executable, "-m", "experiments.train", f"--config={CFG['mnist']}",
-         f"--workdir={wd}"] + merge_flags(tiny_flags("mnist", 200000), LONG_RUN)
+  cmd = TRAIN_WITH_SIGINT + [f"--config={CFG['mnist']}", f"--workdir={wd}"] + merge_flags(
+      tiny_flags("mnist", 200000), LONG_RUN)
   p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                        env=_env(), start_new_session=True)
   _children.add(p)

@@ -167,7 +167,9 @@ def _check_model_kwargs(config) -> None:
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # absl's UsageError would print the whole module docstring above the one line that matters.
+    _fail(f"unexpected positional argument(s) {argv[1:]}: every option is a flag, "
+          "`--name=value` or `--config.<key>=<value>` (see --help)")
   if not flags.FLAGS["verbosity"].present:
     # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
     logging.set_verbosity(logging.WARNING)

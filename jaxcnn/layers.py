@@ -52,6 +52,7 @@ from flax.linen.dtypes import promote_dtype
 
 from jaxcnn import functional as F
 from jaxcnn import shapes
+from jaxcnn.functional._checks import static_float
 
 Array = jax.Array
 Dtype = Any
@@ -124,8 +125,13 @@ def _check_padding(layer: str, padding: Any) -> None:
 
 
 def _check_rate(rate: Any, layer: str) -> None:
-  if not _is_real(rate) or not 0.0 <= rate < 1.0:
-    raise ValueError(f"{layer} `rate` (={rate!r}) must be a float in [0, 1)")
+  static_float(rate, "rate", 0.0, 1.0, where=layer)
+
+
+_PARAMS_FIX = ("pass all of what init returned (`variables`, a dict with a 'params' key), not "
+               "variables['params']")
+_STATS_FIX = ("pass all of what init returned (params and batch_stats), not only "
+              "{'params': ...}")
 
 
 def _is_relu(activation: ActivationLike) -> bool:
@@ -156,6 +162,32 @@ class Layer(nn.Module):
     """``"Conv 'Block_0/Conv_1'"`` when bound inside a model, else the class name."""
     path = "/".join(self.path) if self.scope is not None else ""
     return f"{type(self).__name__} '{path}'" if path else type(self).__name__
+
+  @nn.nowrap
+  def _require(self, collection: str, name: str, fix: str) -> None:
+    """Raises one line when ``apply`` was given variables without ``collection``/``name``.
+
+    Flax would raise ``ScopeCollectionNotFound`` (a multi-line message with a link); the usual
+    cause is ``apply(variables['params'], x)`` or ``apply({'params': ...}, x)`` on a model with
+    batch statistics."""
+    if (self.is_initializing() or self.is_mutable_collection(collection)
+        or self.has_variable(collection, name)):
+      return
+    raise ValueError(f"{self.label()} found no {collection!r} entry {name!r} in the variables it "
+                     f"was applied with: {fix}")
+
+  @nn.nowrap
+  def _check_param_shape(self, name: str, want: tuple, x: Array, what: str) -> None:
+    """One line instead of Flax's ``ScopeParamShapeError`` when ``x`` does not fit the parameter
+    ``name`` made at ``init`` (an MLP made for 28x28x1 applied to 32x32x3, say)."""
+    if self.is_initializing() or not self.has_variable("params", name):
+      return
+    have = tuple(self.get_variable("params", name).shape)
+    if have != tuple(want):
+      raise ValueError(
+          f"{self.label()} got x of shape {tuple(x.shape)} ({what}), but its {name!r} has shape "
+          f"{have} from init, which needs {want}; apply the model to inputs shaped like the ones "
+          "it was initialised with")
 
   @nn.nowrap
   @contextlib.contextmanager
@@ -244,8 +276,10 @@ class Conv(Layer):
       # Checked before any parameter is created: the op's shape check names the layer.
       shapes.conv_output_shape(x.shape, k, self.features, stride=self.stride,
                                padding=self.padding, dilation=self.dilation)
-    kernel = self.param("kernel", self.kernel_init,
-                        (*k, in_channels // self.groups, self.features), self.param_dtype)
+    shape = (*k, in_channels // self.groups, self.features)
+    self._require("params", "kernel", _PARAMS_FIX)
+    self._check_param_shape("kernel", shape, x, f"{in_channels} input channels")
+    kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
@@ -292,6 +326,9 @@ class Dense(Layer):
     if x.ndim < 2:
       raise ValueError(f"{self.label()} expects an input [B, ..., features], got shape "
                        f"{tuple(x.shape)}")
+    self._require("params", "kernel", _PARAMS_FIX)
+    self._check_param_shape("kernel", (x.shape[-1], self.features), x,
+                            f"{x.shape[-1]} input features")
     kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
                         self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
@@ -409,6 +446,15 @@ class GlobalMaxPool(Layer):
       return F.global_max_pool(x)
 
 
+def _dropout_key(self: Layer) -> Array:
+  """The ``'dropout'`` key, or one line (Flax's ``InvalidRngError`` names no fix)."""
+  if not self.has_rng("dropout"):
+    raise ValueError(
+        f"{self.label()} with train=True needs a 'dropout' rng: call apply(..., train=True, "
+        "rngs={'dropout': key}), or pass train=False to evaluate")
+  return self.make_rng("dropout")
+
+
 class Dropout(Layer):
   """Inverted dropout: zeroes each element with probability ``rate`` and scales the rest by
   ``1 / (1 - rate)`` when ``train=True``; the identity when ``train=False``.
@@ -417,6 +463,7 @@ class Dropout(Layer):
   ``model.apply(variables, x, train=True, rngs={'dropout': key})``.
   """
   rate: float
+  _dropout_key = nn.nowrap(_dropout_key)
 
   @nn.nowrap
   def check(self) -> None:
@@ -426,13 +473,14 @@ class Dropout(Layer):
   def __call__(self, x: Array, train: bool = False) -> Array:
     if not train or self.rate == 0.0:
       return x
-    return F.dropout(self.make_rng("dropout"), x, self.rate)
+    return F.dropout(self._dropout_key(), x, self.rate)
 
 
 class ChannelDropout(Layer):
   """Drops whole feature maps (PyTorch's Dropout2d / Keras' SpatialDropout): the mask is
   ``[B, 1, ..., 1, C]``. Same rng stream and train/eval behaviour as :class:`Dropout`."""
   rate: float
+  _dropout_key = nn.nowrap(_dropout_key)
 
   @nn.nowrap
   def check(self) -> None:
@@ -442,7 +490,7 @@ class ChannelDropout(Layer):
   def __call__(self, x: Array, train: bool = False) -> Array:
     if not train or self.rate == 0.0:
       return x
-    return F.channel_dropout(self.make_rng("dropout"), x, self.rate)
+    return F.channel_dropout(self._dropout_key(), x, self.rate)
 
 
 class Flatten(Layer):
@@ -546,6 +594,7 @@ class BatchNorm(Layer):
           "apply(..., train=True, mutable=['batch_stats']), or pass train=False to use the "
           "running statistics")
     channels = x.shape[-1]
+    self._require("batch_stats", "mean", _STATS_FIX)
     stats_dtype = jnp.promote_types(self.param_dtype, jnp.float32)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (channels,), stats_dtype)
     ra_var = self.variable("batch_stats", "var", jnp.ones, (channels,), stats_dtype)
@@ -578,6 +627,13 @@ class Sequential(nn.Module):
   (5, 2)
   """
   layers: Sequence[Callable[..., Any]]
+
+  def __post_init__(self) -> None:
+    for i, layer in enumerate(self.layers or ()):
+      if not callable(layer):
+        raise ValueError(f"Sequential `layers[{i}]` (={layer!r}) must be a layer or a callable "
+                         "x -> y")
+    super().__post_init__()
 
   def __call__(self, x: Array, train: bool = False) -> Array:
     if not self.layers:

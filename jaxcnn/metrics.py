@@ -25,9 +25,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+def _check_int(name: str, value: Any, minimum: int = 1) -> int:
+  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+    raise ValueError(f"`{name}` (={value!r}) must be an int >= {minimum}")
+  return int(value)
+
+
+def _check_logits(logits: jax.Array, labels: jax.Array, fn: str) -> None:
+  """``logits [B, K]`` and ``labels [B]``: a lone ``[K]`` row would compare its argmax (a
+  scalar) with the labels and report a meaningless accuracy."""
+  if jnp.ndim(logits) < 2 or jnp.shape(labels) != jnp.shape(logits)[:-1]:
+    raise ValueError(
+        f"{fn} expects `logits` [B, K] and `labels` [B], got shapes {tuple(jnp.shape(logits))} "
+        f"and {tuple(jnp.shape(labels))}; for one example add the batch axis: logits[None]")
+
+
+def _check_label_range(values: Any, num_classes: int, name: str = "labels") -> None:
+  """Concrete values outside ``[0, num_classes)`` raise, naming the first bad one and its index;
+  traced values (inside jit) cannot be checked here and are left to the caller's masking."""
+  if isinstance(values, jax.core.Tracer):
+    return
+  v = np.asarray(values)
+  bad = np.flatnonzero((v.reshape(-1) < 0) | (v.reshape(-1) >= num_classes))
+  if bad.size:
+    i = int(bad[0])
+    raise ValueError(f"`{name}` must be in [0, {num_classes}) for {num_classes} classes, got "
+                     f"{v.reshape(-1)[i].item()!r} at index {i} ({bad.size} out of range)")
 
 
 def _weights(labels: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -44,8 +74,12 @@ def top_k_correct(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array
   (dead) model is not credited with every tied class. A non-finite label logit is never correct.
   No sort is needed (cheap, deterministic, any ``k``).
   """
-  if k < 1:
-    raise ValueError(f"`k` (={k}) must be >= 1")
+  k = _check_int("k", k)
+  _check_logits(logits, labels, "top_k_correct")
+  if k > logits.shape[-1]:
+    # Every label is in the top k of k >= K classes: the accuracy would read 1.0 whatever.
+    raise ValueError(f"`k` (={k}) must be <= the number of classes ({logits.shape[-1]})")
+  _check_label_range(labels, logits.shape[-1])
   label_logit = jnp.take_along_axis(logits, labels[:, None].astype(jnp.int32), axis=-1)
   before = jnp.arange(logits.shape[-1])[None, :] < labels[:, None]
   rank = jnp.sum((logits > label_logit) | ((logits == label_logit) & before), axis=-1)
@@ -55,8 +89,11 @@ def top_k_correct(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array
 def accuracy(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   """Top-1 accuracy, a scalar: the fraction of (unmasked) examples whose argmax is the label.
 
-  ``logits: [B, K]``, ``labels: [B] int``, ``mask: [B]`` or None.
+  ``logits: [B, K]``, ``labels: [B] int``, ``mask: [B]`` or None. Concrete labels outside
+  ``[0, K)`` raise (inside jit they count as wrong).
   """
+  _check_logits(logits, labels, "accuracy")
+  _check_label_range(labels, logits.shape[-1])
   w = _weights(labels, mask)
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
   return jnp.sum(correct * w) / jnp.maximum(jnp.sum(w), 1.0)
@@ -64,7 +101,7 @@ def accuracy(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None
 
 def top_k_accuracy(logits: jax.Array, labels: jax.Array, k: int = 5,
                    mask: jax.Array | None = None) -> jax.Array:
-  """Top-``k`` accuracy, a scalar (see :func:`top_k_correct` for ties)."""
+  """Top-``k`` accuracy, a scalar (see :func:`top_k_correct` for ties); ``1 <= k <= K``."""
   w = _weights(labels, mask)
   return jnp.sum(top_k_correct(logits, labels, k) * w) / jnp.maximum(jnp.sum(w), 1.0)
 
@@ -74,9 +111,17 @@ def confusion_matrix(labels: jax.Array, predictions: jax.Array, num_classes: int
   """``[K, K] int32`` counts; row = true class, column = predicted class.
 
   ``labels, predictions: [B] int``; masked-out examples (``mask == 0``) are not counted.
+  Concrete values outside ``[0, num_classes)`` raise, naming the first; inside jit such an
+  example is not counted (rather than landing in another class's cell).
   """
-  w = _weights(labels, mask).astype(jnp.int32)
-  flat = labels.astype(jnp.int32) * num_classes + predictions.astype(jnp.int32)
+  num_classes = _check_int("num_classes", num_classes)
+  _check_label_range(labels, num_classes, "labels")
+  _check_label_range(predictions, num_classes, "predictions")
+  labels, predictions = jnp.asarray(labels, jnp.int32), jnp.asarray(predictions, jnp.int32)
+  valid = ((labels >= 0) & (labels < num_classes) & (predictions >= 0)
+           & (predictions < num_classes))
+  w = _weights(labels, mask).astype(jnp.int32) * valid.astype(jnp.int32)
+  flat = jnp.where(valid, labels * num_classes + predictions, 0)
   counts = jnp.zeros((num_classes * num_classes,), jnp.int32).at[flat].add(w)
   return counts.reshape(num_classes, num_classes)
 

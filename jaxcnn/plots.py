@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,10 @@ def _records(history: Any) -> list[Mapping[str, Any]]:
           r[_KERAS_KEYS.get(key, key)] = value[e]
       records.append(r)
     return records
+  if not isinstance(history, Iterable) or isinstance(history, (str, bytes)):
+    # e.g. fit's ``history.state`` (a TrainState): name the type, not a repr of every weight.
+    raise ValueError(f"`history` (a {type(history).__name__}) must be fit's History or the "
+                     "metrics.jsonl records (a list of dicts with an 'epoch' key)")
   records = list(history)
   for i, r in enumerate(records):
     if not isinstance(r, Mapping) or "epoch" not in r:

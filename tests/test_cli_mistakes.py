@@ -63,6 +63,12 @@ def test_config_mistakes(case, tmp_path):
   assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+def test_stray_positional_argument(tmp_path):
+  # Before: absl's UsageError printed the module docstring (16 lines) above the message.
+  _one_line_error(_cli("extra_arg", workdir=tmp_path / "run"), "['extra_arg']",
+                  "`--config.<key>=<value>`")
+
+
 def test_missing_config_file(tmp_path):
   _one_line_error(_cli(config="experiments/configs/cifar10_tutrial.py", workdir=tmp_path),
                   "cifar10_tutrial.py", "No such file")
@@ -121,12 +127,22 @@ def _tiny_cifar(root: pathlib.Path, per_class: int = 4) -> pathlib.Path:
   return root
 
 
+# `python -m experiments.train` with Python's own SIGINT handler, as a terminal starts it. Under
+# a test run started in the background (`pytest ... &` in a script) the child would inherit SIGINT
+# ignored, Python would then install no handler, and Ctrl-C would never arrive.
+_TRAIN_WITH_SIGINT = [
+    sys.executable, "-c", "import runpy, signal, sys; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'experiments/train.py'; "
+    "runpy.run_module('experiments.train', run_name='__main__', alter_sys=True)"]
+
+
 @pytest.mark.slow
 def test_ctrl_c_says_where_it_stopped_and_how_to_resume(tmp_path):
   # Also: an unwritable cache runs uncached, saying so once.
   root = _tiny_cifar(tmp_path / "cifar")
   workdir = tmp_path / "run"
-  argv = [sys.executable, "-m", "experiments.train", "--config", CONFIG, "--workdir",
+  argv = [*_TRAIN_WITH_SIGINT, "--config", CONFIG, "--workdir",
           str(workdir), f"--config.data.image_folder={root}",
           "--config.data.train_split=train[:32]", "--config.data.eval_split=train[32:]",
           "--config.batch_size=4", "--config.eval_batch_size=8", "--config.num_epochs=100000",

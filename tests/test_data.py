@@ -185,6 +185,43 @@ def test_missing_folder(tmp_path):
     data.load_arrays(None, "validation", image_folder=tmp_path / "r")
 
 
+def test_missing_data_messages_are_one_short_line(folder, tmp_path):
+  # Before: a ~420-character "how to point at a local copy" hint made each of these 430-780
+  # characters. Each names the value and says what to set, in one line of < 300 characters
+  # (plus the paths it names).
+  cases = [
+      (lambda: data.load_arrays(None, "train", image_folder=tmp_path / "nowhere"), "nowhere"),
+      (lambda: data.load_arrays(None, "tran", image_folder=folder), "'tran'"),
+      (lambda: data.load_arrays("cifar10", "train", data_dir=str(tmp_path / "no_tfds"),
+                                download=False), "cannot load 'cifar10': `data_dir` (="),
+  ]
+  for load, named in cases:
+    with pytest.raises(data.DatasetNotFoundError) as err:
+      load()
+    msg = str(err.value)
+    assert named in msg and "image_folder" in msg and "\n" not in msg, msg
+    assert len(msg.replace(str(tmp_path), "")) < 300, (len(msg), msg)
+
+
+def test_image_folder_pointing_at_the_split_folder_names_its_parent(folder):
+  # `image_folder=root/train` instead of `root`: the message says to point at the parent.
+  with pytest.raises(data.DatasetNotFoundError,
+                     match=rf"no split folder 'train' .* found \['ant', 'bee', 'cat'\]\. that is "
+                     rf"the 'train' folder itself: point at its parent '{folder}'$"):
+    data.list_image_folder(folder / "train")
+
+
+def test_normalize_needs_one_mean_and_std_per_channel():
+  # Before: numpy's "cannot reshape array of shape (2,) ... into shape (1, 1, 1, 1)".
+  images = np.zeros((1, 4, 4, 1), np.uint8)
+  with pytest.raises(ValueError, match=r"^`mean` \(=\(0\.1, 0\.2\)\) has 2 values for images "
+                     r"with 1 channels \(shape \(1, 4, 4, 1\)\); give one value per channel$"):
+    data.normalize(images, (0.1, 0.2), (0.3,))
+  with pytest.raises(ValueError, match=r"^`std` .* has 3 values"):
+    jax.jit(lambda x: data.normalize(x, (0.5,), (0.2, 0.2, 0.2)))(images)
+  assert float(data.normalize(images + 255, (0.5,), (0.5,))[0, 0, 0, 0]) == 1.0
+
+
 def test_corrupt_image_is_named(folder, tmp_path):
   (folder / "train" / "bee" / "0002.png").write_bytes(b"not a png")
   with pytest.raises(ValueError, match="0002.png"):

@@ -115,6 +115,12 @@ def test_cross_entropy_errors():
   for eps in (-0.1, 1.0, 2.0):
     with pytest.raises(ValueError, match=r"`label_smoothing`"):
       cross_entropy(logits, jnp.array([0, 1, 2]), label_smoothing=eps)
+  with pytest.raises(ValueError, match=r"^`label_smoothing` \(='0\.1'\) .* not a str$"):
+    cross_entropy(logits, jnp.array([0, 1, 2]), label_smoothing="0.1")
+  # A lone [K] row with a scalar label gave a scalar loss (a batch mean then took it as is).
+  with pytest.raises(ValueError, match=r"`logits` \[B, K\], got shape \(4,\).*logits\[None\]"):
+    cross_entropy(jnp.zeros(4), 3)
+  assert cross_entropy(jnp.zeros((1, 4)), jnp.array([3])).shape == (1,)
   # Under jit the values are unknown: an out-of-range label gives nan, never a silent number.
   out = jax.jit(cross_entropy)(logits, jnp.array([0, 4, -1]))
   assert np.isfinite(out[0]) and np.isnan(out[1:]).all()
@@ -194,3 +200,15 @@ def test_leaky_relu_derivative_at_zero_is_the_slope(slope):
   if slope == 0.0:
     xs = jnp.array([-1.0, 0.0, 2.0])
     np.testing.assert_array_equal(jax.vmap(grad)(xs), jax.vmap(jax.grad(relu))(xs))
+
+
+@pytest.mark.parametrize("fn, name", [(leaky_relu, "negative_slope"), (elu, "alpha")])
+def test_activation_parameter_given_as_a_string_names_it(fn, name):
+  # Before: leaky_relu raised "Only integer scalar arrays can be converted to a scalar index"
+  # and elu jax's multi-line "Error interpreting argument ... as an abstract array".
+  with pytest.raises(ValueError, match=rf"^{fn.__name__} `{name}` \(='0\.1'\) must be a number"):
+    fn(jnp.ones(3), "0.1")
+  x = jnp.array([-2.0, 3.0])
+  # Arrays (a learnable slope) and numpy scalars still work, under jit too.
+  assert_close(fn(x, jnp.asarray(0.5)), fn(x, 0.5))
+  assert_close(jax.jit(fn)(x, 0.5), fn(x, np.float32(0.5)))

@@ -64,6 +64,19 @@ def test_rate_outside_range_raises(rate):
       fn(jax.random.key(0), jnp.ones((2, 3, 4)), rate, deterministic=True)
 
 
+@pytest.mark.parametrize("rate", ["0.5", "0.1", None, np.array([0.5])])
+def test_rate_given_as_a_string_or_array_is_refused_not_converted(rate):
+  # Before, float('0.5') quietly accepted a rate read from a config file as text.
+  for fn in (dropout, channel_dropout):
+    with pytest.raises(ValueError, match=r"^`rate` \(=.*\) must be a float in \[0, 1\), not a "):
+      fn(jax.random.key(0), jnp.ones((2, 3, 4)), rate)
+
+
+def test_numpy_scalar_rates_are_accepted():
+  for rate in (np.float32(0.5), np.float64(0.5), np.array(0.5), 0):
+    assert dropout(jax.random.key(0), jnp.ones((2, 3, 4)), rate).shape == (2, 3, 4)
+
+
 def test_traced_rate_raises():
   with pytest.raises(ValueError, match=r"`rate`"):
     jax.jit(lambda r: dropout(jax.random.key(0), jnp.ones(3), r))(0.5)

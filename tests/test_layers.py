@@ -377,7 +377,8 @@ def test_batch_norm_frozen_unit_scale_speednet_settings():
     (lambda: L.MaxPool(0), r"^MaxPool `window` \(=0\)"),
     (lambda: L.AvgPool(2, stride=0), r"^AvgPool `stride` \(=0\)"),
     (lambda: L.LpPool(0.5, 2), r"^LpPool `p` \(=0\.5\) must be a number >= 1$"),
-    (lambda: L.Dropout("0.5"), r"^Dropout `rate` \(='0\.5'\) must be a float in \[0, 1\)$"),
+    (lambda: L.Dropout("0.5"),
+     r"^Dropout `rate` \(='0\.5'\) must be a float in \[0, 1\), not a str$"),
     (lambda: L.ChannelDropout(1.0), r"^ChannelDropout `rate` \(=1\.0\)"),
     (lambda: L.BatchNorm(momentum=1.5), r"^BatchNorm `momentum` \(=1\.5\)"),
     (lambda: L.BatchNorm(epsilon=-1.0), r"^BatchNorm `epsilon` \(=-1\.0\)"),
@@ -399,3 +400,55 @@ def test_too_small_input_error_names_the_layer():
   with pytest.raises(ValueError, match=r"^Conv 'layers_0': `in_channels` \(=3\) must be "
                                        r"divisible by `groups` \(=2\)"):
     L.Sequential([L.Conv(4, 3, groups=2)]).init(KEY, jnp.ones((1, 8, 8, 3)))
+
+
+@pytest.mark.parametrize("cls", [L.Dropout, L.ChannelDropout])
+def test_dropout_in_train_mode_without_an_rng_names_the_fix(cls):
+  # Before: Flax's InvalidRngError "None needs PRNG for "dropout"" with a link.
+  x = jnp.ones((2, 4, 4, 3))
+  with pytest.raises(ValueError, match=rf"^{cls.__name__} with train=True needs a 'dropout' rng: "
+                     r"call apply\(\.\.\., train=True, rngs=\{'dropout': key\}\)"):
+    cls(0.5).apply({}, x, train=True)
+  assert cls(0.5).apply({}, x, train=False) is x  # eval needs no rng
+
+
+def test_applying_with_missing_collections_names_the_fix():
+  # Before: Flax's ScopeCollectionNotFound (a link, and no word about what to pass).
+  x = jnp.ones((2, 4, 4, 3))
+  bn = L.BatchNorm()
+  variables = bn.init(KEY, x)
+  with pytest.raises(ValueError, match=r"^BatchNorm found no 'batch_stats' entry 'mean' .*"
+                     r"\(params and batch_stats\)"):
+    bn.apply({"params": variables["params"]}, x)
+  net = L.Sequential([L.Flatten(), L.Dense(3)])
+  variables = net.init(KEY, x)
+  with pytest.raises(ValueError, match=r"^Dense 'layers_1' found no 'params' entry 'kernel' .*"
+                     r"not variables\['params'\]"):
+    net.apply(variables["params"], x)
+  # train mode with mutable stats still creates what is missing, as Flax does.
+  _, updates = bn.apply({"params": bn.init(KEY, x)["params"]}, x, train=True,
+                        mutable=["batch_stats"])
+  assert set(updates["batch_stats"]) == {"mean", "var"}
+
+
+def test_input_that_does_not_fit_the_initialised_kernel_names_both_shapes():
+  # Before: Flax's ScopeParamShapeError, which names neither the input nor the fix.
+  conv = L.Sequential([L.Conv(4, 3)])
+  variables = conv.init(KEY, jnp.ones((1, 8, 8, 3)))
+  with pytest.raises(ValueError, match=r"^Conv 'layers_0' got x of shape \(1, 8, 8, 1\) \(1 input "
+                     r"channels\), but its 'kernel' has shape \(3, 3, 3, 4\) from init, which "
+                     r"needs \(3, 3, 1, 4\); apply the model to inputs shaped like"):
+    conv.apply(variables, jnp.ones((1, 8, 8, 1)))
+  dense = L.Sequential([L.Flatten(), L.Dense(2)])
+  variables = dense.init(KEY, jnp.ones((1, 28, 28, 1)))
+  with pytest.raises(ValueError, match=r"got x of shape \(1, 3072\) \(3072 input features\), but "
+                     r"its 'kernel' has shape \(784, 2\)"):
+    dense.apply(variables, jnp.ones((1, 32, 32, 3)))
+  assert dense.apply(variables, jnp.ones((5, 28, 28, 1))).shape == (5, 2)  # batch size is free
+
+
+def test_sequential_refuses_a_non_callable_at_construction():
+  # Before: "'int' object is not callable" at the first call, naming neither the index nor 5.
+  with pytest.raises(ValueError, match=r"^Sequential `layers\[1\]` \(=5\) must be a layer or a "
+                     r"callable"):
+    L.Sequential([L.Flatten(), 5])

@@ -94,3 +94,43 @@ def test_top_k_against_a_sort_on_random_logits():
     expected = (order == labels[:, None]).any(axis=1)
     np.testing.assert_array_equal(metrics.top_k_correct(jnp.asarray(logits), jnp.asarray(labels), k),
                                   expected.astype(np.float32))
+
+
+def test_rank_1_logits_are_refused():
+  # Before: accuracy of a lone [K] row against a scalar label returned a number.
+  for fn in (metrics.accuracy, lambda l, y: metrics.top_k_accuracy(l, y, k=2)):
+    with pytest.raises(ValueError, match=r"`logits` \[B, K\] and `labels` \[B\], got shapes "
+                       r"\(4,\) and \(\); for one example add the batch axis"):
+      fn(LOGITS[0], LABELS[0])
+
+
+def test_top_k_larger_than_the_number_of_classes_is_refused():
+  # Before: k=20 of 4 classes read 1.0 whatever the logits. (classification_sums clips its own
+  # top_k to K on purpose, and still works.)
+  with pytest.raises(ValueError, match=r"^`k` \(=20\) must be <= the number of classes \(4\)$"):
+    metrics.top_k_accuracy(LOGITS, LABELS, k=20)
+  for k in (0, 2.5, "2"):
+    with pytest.raises(ValueError, match=rf"^`k` \(={k!r}\) must be an int >= 1$"):
+      metrics.top_k_accuracy(LOGITS, LABELS, k=k)
+  assert float(metrics.top_k_accuracy(LOGITS, LABELS, k=4)) == 1.0
+  sums = jax.jit(lambda l, y: metrics.classification_sums(l, y, jnp.zeros(4), top_k=5))(
+      LOGITS, LABELS)
+  assert float(sums["top5"]) == 4.0
+
+
+def test_out_of_range_labels_raise_on_the_host_and_are_not_misfiled_under_jit():
+  # Before: label 10 of 10 classes was dropped silently, and label 1 with prediction 10 landed in
+  # row 2 (flat index 1 * 10 + 10).
+  with pytest.raises(ValueError, match=r"^`labels` must be in \[0, 10\) for 10 classes, got 10 at "
+                     r"index 1 \(1 out of range\)$"):
+    metrics.confusion_matrix(np.asarray([1, 10]), np.asarray([1, 2]), 10)
+  with pytest.raises(ValueError, match=r"^`predictions` must be in \[0, 3\) .* got -1 at index 0"):
+    metrics.confusion_matrix(np.asarray([1]), np.asarray([-1]), 3)
+  with pytest.raises(ValueError, match=r"^`labels` must be in \[0, 4\) .* got 4 at index 3"):
+    metrics.accuracy(LOGITS, jnp.array([0, 1, 1, 4]))
+  for n in (0, 2.5):
+    with pytest.raises(ValueError, match=rf"^`num_classes` \(={n!r}\) must be an int >= 1$"):
+      metrics.confusion_matrix(np.asarray([0]), np.asarray([0]), n)
+  m = jax.jit(lambda y, p: metrics.confusion_matrix(y, p, 3))(jnp.array([0, 1, 2, 3, 1]),
+                                                              jnp.array([0, 1, 2, 0, 3]))
+  np.testing.assert_array_equal(m, np.eye(3, dtype=np.int32))  # the two bad pairs: not counted

@@ -77,6 +77,25 @@ def test_unknown_model_lists_known_names():
   assert set(models.MODELS) >= {"tutorial_cnn", "tutorial_cnn_512", "mlp", "stridenet"}
 
 
+@pytest.mark.parametrize("num_classes", [2.5, "10", True, 0])
+def test_num_classes_must_be_an_int(num_classes):
+  # Before: 2.5 reached Dense and failed as "Dense `features` (=2.5)", not naming num_classes.
+  with pytest.raises(ValueError,
+                     match=rf"^`num_classes` \(={num_classes!r}\) must be an int >= 1$"):
+    models.get_model("mlp", num_classes=num_classes)
+
+
+@pytest.mark.parametrize("dtype, named", [
+    ("float16", r"\(='float16'\) .* use 'bfloat16'$"), (jnp.float16, r"\(='float16'\)"),
+    ("int32", r"\(='int32'\)"), ("bogus", r"\(='bogus'\)")])
+def test_compute_dtype_is_one_the_models_support(dtype, named):
+  # Before: float16 (no loss scaling, so gradients can silently flush to zero) was accepted.
+  with pytest.raises(ValueError, match=r"^`dtype` " + named):
+    models.get_model("tutorial_cnn", dtype=dtype)
+  for ok in ("float32", "bfloat16", jnp.bfloat16, jnp.float32, np.dtype("float32")):
+    assert models.get_model("tutorial_cnn", dtype=ok).dtype == ok
+
+
 def test_register_adds_and_refuses_duplicates():
   @models.register("_test_tiny")
   def tiny(*, num_classes, dtype, axis_name=None):

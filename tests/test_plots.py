@@ -72,6 +72,10 @@ def test_plot_curves_accepts_fit_history_and_loop_records():
   np.testing.assert_array_equal(acc_ax.get_lines()[1].get_xdata(), [1, 2])
   with pytest.raises(ValueError, match=r"record 0 .* 'epoch'"):
     plots.plot_curves([{"loss": 1.0}])
+  # Before: fit's `history.state` gave "'TrainState' object is not iterable" (no `history`).
+  from jaxcnn.train import TrainState
+  with pytest.raises(ValueError, match=r"^`history` \(a TrainState\) must be fit's History or "):
+    plots.plot_curves(TrainState.__new__(TrainState))
 
 
 def test_lesson_plots_refuse_bad_shapes():

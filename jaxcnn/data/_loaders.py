@@ -64,6 +64,12 @@ def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float],
     Array(1., dtype=float32)
   """
   c = images.shape[-1]
+  for name, value in (("mean", mean), ("std", std)):
+    n = math.prod(np.shape(value))  # shapes are static, so this also holds under jit
+    if n != c:
+      shown = tuple(value) if isinstance(value, (list, tuple)) else value
+      raise ValueError(f"`{name}` (={shown!r}) has {n} values for images with {c} "
+                       f"channels (shape {tuple(images.shape)}); give one value per channel")
   mean = jnp.asarray(mean, jnp.float32).reshape(1, 1, 1, c)
   std = jnp.asarray(std, jnp.float32).reshape(1, 1, 1, c)
   x = images.astype(jnp.float32) * (1.0 / 255.0)

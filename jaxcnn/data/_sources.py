@@ -35,12 +35,11 @@ SOURCES = ("auto", "tfds", "download", "folder")
 
 log = logging.getLogger(__name__)
 
+# Kept short: it ends many one-line errors that already name a path (the sweep's limit is 400
+# characters a line). The README's "no internet" section has the long version.
 _LOCAL_COPY_HINT = (
-    "To train from a local copy, point at a class-per-folder root `root/<split>/<class>/<image>` "
-    "or its tarball, e.g. `--config.data.image_folder=/path/to/root` (or "
-    "`image_folder='../shared/data/cifar10_jpeg_train.tar.gz'` in Python), or at a tfds "
-    "`data_dir` that holds an already prepared copy: `--config.data.data_dir=/path/to/"
-    "tensorflow_datasets`.")
+    "For a local copy set `image_folder` to a `root/<split>/<class>/<image>` folder or tarball, "
+    "or `data_dir` to a prepared tfds directory.")
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -81,7 +80,7 @@ def import_tf():
     raise TensorFlowMissingError(
         f"the tfds/tf.data route needs TensorFlow: `{TF_INSTALL_HINT}` (the CPU build, which "
         "cannot take the TPU/GPU from JAX). Or skip TensorFlow: `source='download'` "
-        "(`--config.data.source=download`) fetches the official archives, or " + _LOCAL_COPY_HINT
+        "(`--config.data.source=download`) fetches the official archives. " + _LOCAL_COPY_HINT
     ) from None
   for kind in ("GPU", "TPU"):
     try:
@@ -158,8 +157,8 @@ def tfds_dataset(name: str, split: str, *, data_dir: str | None = None, download
     if not os.path.isdir(data_dir):
       # tfds would create the (perhaps mistyped) tree and then try to download into it.
       raise DatasetNotFoundError(
-          f"`data_dir` (={data_dir!r}) does not exist; it must be a tfds data directory (create "
-          f"it first to let tfds download into it). {_LOCAL_COPY_HINT}")
+          f"cannot load {name!r}: `data_dir` (={data_dir!r}) does not exist; it must be a tfds "
+          f"data directory (create it first to let tfds download into it). {_LOCAL_COPY_HINT}")
   tried = f"tfds.load({name!r}, data_dir={data_dir!r}, download={download})"
   if download and not _tfds_is_mocked(tfds) and not tfds.builder(
       name, data_dir=data_dir).is_prepared():
@@ -382,9 +381,12 @@ def list_image_folder(root: str | os.PathLike, split: str = "train") -> FolderLi
   split_dir = os.path.join(root, split)
   if not os.path.isdir(split_dir):
     found = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    parent, base = os.path.split(os.path.normpath(root))
+    fix = (f"that is the {split!r} folder itself: point at its parent {parent!r}"
+           if base == split else _LOCAL_COPY_HINT)
+    shown = found if len(found) <= 12 else found[:12] + ["..."]
     raise DatasetNotFoundError(
-        f"no split folder {split!r} in `image_folder` (={root!r}); found {found}. "
-        f"{_LOCAL_COPY_HINT}")
+        f"no split folder {split!r} in `image_folder` (={root!r}); found {shown}. {fix}")
   per_class, empty = {}, []
   for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
     if not entry.is_dir():

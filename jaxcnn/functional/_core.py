@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxcnn.functional._checks import real_param, static_float
+
 __all__ = [
     "dense", "flatten", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax",
     "log_softmax", "identity", "ACTIVATIONS", "get_activation", "cross_entropy", "mse",
@@ -87,13 +89,14 @@ def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
   >>> float(jax.grad(leaky_relu)(0.0)), float(jax.grad(leaky_relu)(-2.0))
   (0.009999999776482582, 0.009999999776482582)
   """
+  negative_slope = real_param(negative_slope, "negative_slope", where="leaky_relu")
   x = jnp.asarray(x)
   return jnp.where(x > 0, x, negative_slope * x)
 
 
 def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
   """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
-  return jax.nn.elu(x, alpha)
+  return jax.nn.elu(x, real_param(alpha, "alpha", where="elu"))
 
 
 def gelu(x: jax.Array, approximate: bool = False) -> jax.Array:
@@ -181,19 +184,6 @@ def get_activation(activation: None | str | Callable) -> Callable[[jax.Array], j
       f"got {activation!r}")
 
 
-def _static_float(value, name: str, low: float, high: float) -> float:
-  if isinstance(value, (bool, jax.core.Tracer)):
-    raise ValueError(f"`{name}` must be a Python float in [{low}, {high}), got {value!r}")
-  try:
-    v = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(
-        f"`{name}` must be a Python float in [{low}, {high}), got {value!r}") from None
-  if not low <= v < high:
-    raise ValueError(f"`{name}` (={value!r}) must be in [{low}, {high})")
-  return v
-
-
 def cross_entropy(logits: jax.Array, labels: jax.Array, *,
                   label_smoothing: float = 0.0) -> jax.Array:
   """Softmax cross-entropy with integer labels, one loss per example.
@@ -206,7 +196,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *,
   ``nan``, which a NaN check on the loss catches.
 
   Args:
-    logits: ``[B, K]`` float. Computed in at least float32, so bfloat16 logits are upcast.
+    logits: ``[B, K]`` float (rank >= 2: a single ``[K]`` row is refused). Computed in at least
+      float32, so bfloat16 logits are upcast.
     labels: ``[B]`` int, class indices.
     label_smoothing: a Python float in ``[0, 1)``.
 
@@ -217,9 +208,14 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *,
   >>> round(float(cross_entropy(jnp.zeros((1, 4)), jnp.array([2]))[0]), 4)  # log(4)
   1.3863
   """
-  eps = _static_float(label_smoothing, "label_smoothing", 0.0, 1.0)
+  eps = static_float(label_smoothing, "label_smoothing", 0.0, 1.0)
   logits, labels = jnp.asarray(logits), jnp.asarray(labels)
-  if logits.ndim < 1 or labels.shape != logits.shape[:-1]:
+  if logits.ndim < 2:
+    # A lone [K] row would give a scalar loss that a batch mean then silently takes as is.
+    raise ValueError(
+        f"cross_entropy expects `logits` [B, K], got shape {tuple(logits.shape)} (rank "
+        f"{logits.ndim}); for one example add the batch axis: logits[None], labels[None]")
+  if labels.shape != logits.shape[:-1]:
     raise ValueError(
         f"cross_entropy expects logits [B, K] and labels [B], got shapes {tuple(logits.shape)} "
         f"and {tuple(labels.shape)}")

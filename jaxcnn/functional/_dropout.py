@@ -11,20 +11,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxcnn.functional._checks import static_float
+
 __all__ = ["dropout", "channel_dropout"]
 
 
 def _check_rate(rate) -> float:
-  """``rate`` is a static hyperparameter: validate it in Python, before any tracing."""
-  if isinstance(rate, bool) or isinstance(rate, jax.core.Tracer):
-    raise ValueError(f"`rate` must be a Python float in [0, 1), got {rate!r}")
-  try:
-    value = float(rate)
-  except (TypeError, ValueError):
-    raise ValueError(f"`rate` must be a Python float in [0, 1), got {rate!r}") from None
-  if not 0.0 <= value < 1.0:  # also rejects nan
-    raise ValueError(f"`rate` (={rate!r}) must be in [0, 1)")
-  return value
+  """``rate`` is a static hyperparameter: validate it in Python, before any tracing (a string
+  such as ``'0.5'`` from a config is refused, not converted)."""
+  return static_float(rate, "rate", 0.0, 1.0)
 
 
 def _apply_mask(key: jax.Array, x: jax.Array, rate: float, mask_shape: tuple[int, ...]):

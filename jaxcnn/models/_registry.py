@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -42,11 +43,41 @@ def get_model(name: str, *, num_classes: int = 10, dtype: Dtype = jnp.float32,
   >>> get_model('mlp', hidden=(128,), dropout=0.1).hidden
   (128,)
   """
-  if name not in MODELS:
+  if not isinstance(name, str) or name not in MODELS:
     raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-  if num_classes < 1:
-    raise ValueError(f"`num_classes` (={num_classes}) must be >= 1")
-  return MODELS[name](num_classes=num_classes, dtype=dtype, axis_name=axis_name, **kwargs)
+  if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or (
+      num_classes < 1):
+    raise ValueError(f"`num_classes` (={num_classes!r}) must be an int >= 1")
+  return MODELS[name](num_classes=num_classes, dtype=check_dtype(dtype), axis_name=axis_name,
+                      **kwargs)
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
+
+
+def check_dtype(dtype: Any) -> Any:
+  """Returns ``dtype`` if it is a compute dtype the models support, else raises one line.
+
+  float32 (the default), bfloat16 (accelerators; parameters, batch statistics and logits stay
+  float32) and float64 (with ``jax_enable_x64``, for gradient checks). float16 is refused: its
+  range (max 65504, smallest normal 6e-5) needs loss scaling, which jaxcnn does not do, so a
+  float16 run can overflow or flush gradients to zero without a word.
+
+  >>> check_dtype('float16')
+  Traceback (most recent call last):
+  ...
+  ValueError: `dtype` (='float16') must be one of ('float32', 'bfloat16', 'float64'); float16 needs loss scaling, which jaxcnn does not do: use 'bfloat16'
+  """
+  try:
+    name = jnp.dtype(dtype).name
+  except TypeError:
+    name = None
+  if name in COMPUTE_DTYPES:
+    return dtype
+  fix = ("; float16 needs loss scaling, which jaxcnn does not do: use 'bfloat16'"
+         if name == "float16" else "")
+  shown = repr(name) if name else repr(dtype)
+  raise ValueError(f"`dtype` (={shown}) must be one of {COMPUTE_DTYPES}{fix}")
 
 
 def logits_f32(x: jax.Array) -> jax.Array:
