@@ -300,6 +300,7 @@ def test_what_cnns_learn(run_quick, tmp_path_factory, monkeypatch):
 
 # ---------------------------------------------------------------------------------- lesson 11
 
+@pytest.mark.slow  # trains 3 epochs with feature maps of 256 images per epoch: ~30 s loaded
 def test_features_during_training_snapshots_every_epoch(run_quick):
   result, out, printed = run_quick("features_during_training")
   r = result["results"]
