@@ -14,7 +14,7 @@ The full run trains each with 3 seeds (each net cached under ``~/.cache/jaxcnn/l
 reports mean +- std. ``--quick``: 1 seed, 2 epochs, 512 synthetic images.
 
 Then both nets classify the first 2,000 validation images transformed by: translation 0..8 px
-(mean of right and down, zero fill), rotation 0..40 degrees, scale 0.6..1.4 (about the centre,
+(even-numbered images right, odd-numbered down; zero fill), rotation 0..40 degrees, scale 0.6..1.4 (about the centre,
 zero fill), brightness -0.4..+0.4 (added to pixels in [0, 1], clipped) and a grey square of
 0..16 px at a random place (the same places for both nets).
 
@@ -56,9 +56,11 @@ TRANSFORMS = {  # name: (levels, unit)
 
 def transform(images01: np.ndarray, kind: str, level: float, seed: int = 0) -> np.ndarray:
   """``images01``: float ``[N, H, W, C]`` in [0, 1] -> the transformed copy (same shape)."""
-  if kind == "translation":
+  if kind == "translation":  # even-numbered images move right, odd-numbered ones down
     s = int(level)
-    return 0.5 * (_common.shift(images01, 0, s) + _common.shift(images01, s, 0))
+    out = _common.shift(images01, 0, s)
+    out[1::2] = _common.shift(images01[1::2], s, 0)
+    return out
   if kind == "rotation":
     return _common.affine(images01, angle=level)
   if kind == "scale":

@@ -53,7 +53,8 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
         f"(validation accuracy {history['val_accuracy'][-1]:.4f})")
   variables = {"params": params}
   info = data.get_info("cifar10")
-  mean, std = jnp.asarray(info.mean), jnp.asarray(info.std)
+  mean = jnp.asarray(info.mean).reshape(1, 1, 1, 3)  # [1, H, W, C] images
+  std = jnp.asarray(info.std).reshape(1, 1, 1, 3)
   preprocess = lambda img: (img - mean) / std  # [0, 1] image -> the net's input
   steps = 24 if quick else 128
   n_filters = 2 if quick else 6
