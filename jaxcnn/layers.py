@@ -177,6 +177,15 @@ class Layer(nn.Module):
                      f"was applied with: {fix}")
 
   @nn.nowrap
+  def _dropout_key(self) -> Array:
+    """The ``'dropout'`` key, or one line (Flax's ``InvalidRngError`` names no fix)."""
+    if not self.has_rng("dropout"):
+      raise ValueError(
+          f"{self.label()} with train=True needs a 'dropout' rng: call apply(..., train=True, "
+          "rngs={'dropout': key}), or pass train=False to evaluate")
+    return self.make_rng("dropout")
+
+  @nn.nowrap
   def _check_param_shape(self, name: str, want: tuple, x: Array, what: str) -> None:
     """One line instead of Flax's ``ScopeParamShapeError`` when ``x`` does not fit the parameter
     ``name`` made at ``init`` (an MLP made for 28x28x1 applied to 32x32x3, say)."""
@@ -446,15 +455,6 @@ class GlobalMaxPool(Layer):
       return F.global_max_pool(x)
 
 
-def _dropout_key(self: Layer) -> Array:
-  """The ``'dropout'`` key, or one line (Flax's ``InvalidRngError`` names no fix)."""
-  if not self.has_rng("dropout"):
-    raise ValueError(
-        f"{self.label()} with train=True needs a 'dropout' rng: call apply(..., train=True, "
-        "rngs={'dropout': key}), or pass train=False to evaluate")
-  return self.make_rng("dropout")
-
-
 class Dropout(Layer):
   """Inverted dropout: zeroes each element with probability ``rate`` and scales the rest by
   ``1 / (1 - rate)`` when ``train=True``; the identity when ``train=False``.
@@ -463,7 +463,6 @@ class Dropout(Layer):
   ``model.apply(variables, x, train=True, rngs={'dropout': key})``.
   """
   rate: float
-  _dropout_key = nn.nowrap(_dropout_key)
 
   @nn.nowrap
   def check(self) -> None:
@@ -480,7 +479,6 @@ class ChannelDropout(Layer):
   """Drops whole feature maps (PyTorch's Dropout2d / Keras' SpatialDropout): the mask is
   ``[B, 1, ..., 1, C]``. Same rng stream and train/eval behaviour as :class:`Dropout`."""
   rate: float
-  _dropout_key = nn.nowrap(_dropout_key)
 
   @nn.nowrap
   def check(self) -> None:
