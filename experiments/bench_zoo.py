@@ -4,7 +4,7 @@ For each model: trainable parameters in jaxcnn (the ``params`` collection) and i
 twin of experiments/peers/torch_zoo.py (``sum(p.numel() for p in model.parameters())``, frozen
 tensors included, as jaxcnn keeps SpeedNet's frozen whitening kernel in ``params``; SpeedNet's
 frozen BN scales are buffers-by-intent in airbench and are subtracted), whether they agree, the
-MACs per 32x32x3 image (``jaxcnn.shapes.summary``), and training images/s at batch 128 on this
+MACs per 32x32x3 image (``jaxcnn.inspect.summary``), and training images/s at batch 128 on this
 CPU: the median of ``--steps`` timed steps after one warm-up step, jaxcnn's jitted
 ``train_step`` (Adam, float32) beside PyTorch eager (Adam, float32, channels_last), same
 machine, same invocation. Without torch installed the PyTorch columns say ``n/a``.
@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxcnn import models, shapes
+from jaxcnn import inspect, models, shapes
 from jaxcnn.train import create_train_state, train_step
 
 JAX_NAME = {"wide_resnet_16_4": ("wide_resnet", {"depth": 16, "widen_factor": 4})}
@@ -110,7 +110,7 @@ def main(argv=None):
   print("-" * len(head))
   for name in names:
     model = jax_model(name)
-    s = shapes.summary(model, (1, 32, 32, 3), print_fn=None)
+    s = inspect.summary(model, (1, 32, 32, 3), print_fn=None)
     tmodel = torch_zoo.get(name) if torch_zoo else None
     tcount = torch_count(torch_zoo, name, tmodel) if tmodel is not None else None
     jips = tips = None

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.signal
 
 from jaxcnn import functional as F
-from jaxcnn import models, shapes
+from jaxcnn import inspect, models
 
 
 def conv_vs_scipy(seed: int = 0, size: int = 32, kernel_size: int = 3) -> float:
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> float:
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
   input_shape = tuple(int(d) for d in args.input_shape.split(","))
-  shapes.summary(models.get_model(args.model), input_shape)
+  inspect.summary(models.get_model(args.model), input_shape)
   err = conv_vs_scipy(args.seed)
   print(f"\nconv2d vs scipy.signal.correlate2d (32x32 image, 3x3 kernel, 'valid'): "
         f"max abs error {err:.2e}  [{jax.default_backend()}]")

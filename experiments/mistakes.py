@@ -639,9 +639,9 @@ def _layers():
 
 
 def _summary(model, shape):
-  from jaxcnn import shapes
+  from jaxcnn import inspect
   with contextlib.redirect_stdout(io.StringIO()):
-    return shapes.summary(model, shape)
+    return inspect.summary(model, shape)
 
 
 # ---------------------------------------------------------------------------------------------

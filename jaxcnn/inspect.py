@@ -156,7 +156,7 @@ def summary(
 ) -> Summary:
   """Keras-like summary of a Flax model built from :mod:`jaxcnn.layers`.
 
-  (Moved here from :mod:`jaxcnn.shapes`; ``jaxcnn.shapes.summary`` is an alias for now.)
+  (Moved here from :mod:`jaxcnn.shapes`, which sits below the layers in the import graph.)
 
   The model is initialised under ``jax.eval_shape``, so no parameter is materialised and no
   FLOP is spent; every call of a jaxcnn layer (``Sequential`` members and layers created inside

@@ -25,8 +25,8 @@ Padding may be given as
 Strings are case-insensitive.
 
 :func:`summary` (the Keras-like model table) has moved to :func:`jaxcnn.inspect.summary`;
-``shapes.summary``, ``shapes.Summary`` and ``shapes.SummaryRow`` still work as lazy aliases
-(this module stays free of JAX and Flax, and no longer imports :mod:`jaxcnn.layers`).
+it needs Flax and the layers, and this module stays free of both, at the bottom of the import
+graph.
 """
 
 from __future__ import annotations
@@ -263,17 +263,3 @@ def conv_param_count(
     raise ValueError(f"`in_channels` (={in_channels}) and `features` (={features}) must be "
                      f"divisible by `groups` (={groups})")
   return math.prod(k) * (in_channels // groups) * features + (features if use_bias else 0)
-
-
-# ------------------------------------------------------------------------------------------------
-# The model summary moved to jaxcnn.inspect (it needs Flax and jaxcnn.layers, which import this
-# module). These names resolve lazily, on first use, so importing jaxcnn.shapes stays cheap and
-# the import graph acyclic.
-_MOVED_TO_INSPECT = ("summary", "Summary", "SummaryRow")
-
-
-def __getattr__(name: str) -> Any:
-  if name in _MOVED_TO_INSPECT:
-    from jaxcnn import inspect as _inspect  # pylint: disable=g-import-not-at-top
-    return getattr(_inspect, name)
-  raise AttributeError(f"module 'jaxcnn.shapes' has no attribute {name!r}")

@@ -68,15 +68,13 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
   return None
 
 
-# The one known back edge: `shapes.summary` imports `layers` inside a function. Issue 9 moves the
-# summary to `jaxcnn.inspect` (another branch); delete this entry when that lands.
-PENDING_BACK_EDGES = {("jaxcnn.shapes", "jaxcnn.layers")}
+# Recipes built on the engine sit above it, beside jaxcnn.train, and may import it.
+ABOVE_TRAIN = {"jaxcnn.speedrun"}
 
 
 def test_the_jaxcnn_import_graph_is_acyclic():
   graph = import_graph()
   assert "jaxcnn.train.loop" in graph and "jaxcnn.train.steps" in graph["jaxcnn.train.loop"]
-  graph = {k: {v for v in vs if (k, v) not in PENDING_BACK_EDGES} for k, vs in graph.items()}
   cycle = find_cycle(graph)
   assert cycle is None, " -> ".join(cycle)
 
@@ -85,7 +83,7 @@ def test_train_and_data_import_only_downwards():
   """Nothing below ``jaxcnn.train`` imports it, and ``jaxcnn.data`` imports no model code."""
   graph = import_graph()
   for module, deps in graph.items():
-    if not module.startswith("jaxcnn.train"):
+    if not module.startswith("jaxcnn.train") and module not in ABOVE_TRAIN:
       assert not any(d.startswith("jaxcnn.train") for d in deps), (module, deps)
     if module.startswith("jaxcnn.data"):
       assert not deps & {"jaxcnn.layers", "jaxcnn.models", "jaxcnn.functional"}, module

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxcnn import models, shapes
+from jaxcnn import inspect, models
 from jaxcnn.train import AXIS_NAME, Parallel, create_train_state, train_step
 
 KEY = jax.random.key(0, impl="rbg")  # compiles faster on CPU than threefry
@@ -163,7 +163,7 @@ def test_lenet5_on_28x28_and_32x32_single_channel():
   model = models.get_model("lenet5")
   for hw in (28, 32):
     assert _count(model, (1, hw, hw, 1)) == 61_706
-    s = shapes.summary(model, (1, hw, hw, 1), print_fn=None)
+    s = inspect.summary(model, (1, hw, hw, 1), print_fn=None)
     assert s.rows[0].output_shape == (1, 28, 28, 6)
     assert [r.output_shape for r in s.rows if r.layer_type == "Conv"][-1] == (1, 1, 1, 120)
 
@@ -435,7 +435,7 @@ def test_dirac_init_passes_the_input_channels_through():
 
 def test_speednet_resolution_and_logit_scale():
   model = models.get_model("speednet")
-  s = shapes.summary(model, (1, 32, 32, 3), print_fn=None)
+  s = inspect.summary(model, (1, 32, 32, 3), print_fn=None)
   assert s.rows[0].name == "whiten" and s.rows[0].output_shape == (1, 31, 31, 24)
   assert [r.output_shape[1] for r in s.rows if r.layer_type == "MaxPool"] == [15, 7, 3, 1]
   small = _tiny("speednet")

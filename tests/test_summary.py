@@ -9,7 +9,7 @@ import pytest
 
 from jaxcnn import layers as L
 from jaxcnn import models
-from jaxcnn.shapes import Summary, SummaryRow, summary
+from jaxcnn.inspect import Summary, SummaryRow, summary
 
 # Keras' model.summary() of the tutorial CNN on 32x32x3, batch dim left out.
 KERAS_TUTORIAL_SHAPES = [(30, 30, 32), (15, 15, 32), (13, 13, 64), (6, 6, 64), (4, 4, 64),

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcnn import functional as F, shapes
+from jaxcnn import functional as F, inspect, shapes
 
 x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
 w = jax.random.normal(jax.random.key(1), (3, 3, 3, 16))
@@ -35,7 +35,7 @@ print("max |conv - lax|         =", float(jnp.max(jnp.abs(y - y_lax))))
 from jaxcnn.models import get_model
 
 model = get_model("tutorial_cnn")
-summary = shapes.summary(model, (1, 32, 32, 3))
+summary = inspect.summary(model, (1, 32, 32, 3))
 
 # %% [markdown]
 # ## One training step by hand

@@ -45,7 +45,7 @@ import numpy as np
 import optax
 
 from jaxcnn import data as data_lib
-from jaxcnn import models, shapes
+from jaxcnn import inspect, models
 from jaxcnn.train import create_train_state, eval_step, train_step
 
 TITLE = "Architectures: parameters, compute and accuracy on one CPU budget"
@@ -111,7 +111,7 @@ def train_for(name: str, kwargs: dict[str, Any], train_loader, val_loader, *, bu
   validation loss and accuracy, and the compile time of the first step.
   """
   model = models.get_model(name, **kwargs)
-  summary = shapes.summary(model, (1, 32, 32, 3), print_fn=None)
+  summary = inspect.summary(model, (1, 32, 32, 3), print_fn=None)
   state = create_train_state(model, jax.random.PRNGKey(seed), (1, 32, 32, 3),
                              optax.adam(1e-3))
   batches = _batches(train_loader)

@@ -28,7 +28,7 @@ import numpy as np
 
 from experiments.lessons import _common
 from jaxcnn import layers as L
-from jaxcnn import plots, shapes
+from jaxcnn import inspect, plots, shapes
 from jaxcnn.models import get_model
 
 TITLE = "Shapes and parameters: the formulas checked on real layers, the quizzes answered"
@@ -121,7 +121,7 @@ def padding_table(results: dict) -> None:
 
 def keras_nets(out: pathlib.Path, figures: list, results: dict) -> None:
   for name, hidden, want in (("tutorial_cnn", 64, 122_570), ("tutorial_cnn_512", 512, 586_250)):
-    s = shapes.summary(get_model(name), (1, 32, 32, 3))
+    s = inspect.summary(get_model(name), (1, 32, 32, 3))
     assert s.total_params == want, (name, s.total_params)
     results[f"{name}_params"] = s.total_params
     results[f"{name}_macs"] = s.total_macs

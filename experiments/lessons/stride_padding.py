@@ -25,7 +25,7 @@ import numpy as np
 
 from experiments.lessons import _common
 from jaxcnn import layers as L
-from jaxcnn import shapes
+from jaxcnn import inspect
 from jaxcnn.models import get_model
 
 TITLE = "Stride, padding, 1x1 convs and global pooling: shapes, parameters and accuracy"
@@ -63,7 +63,7 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   epochs = 1 if quick else 3
   rows = []
   for name, model in nets().items():
-    s = shapes.summary(model, (1, 32, 32, 3), print_fn=None)
+    s = inspect.summary(model, (1, 32, 32, 3), print_fn=None)
     convs = [r for r in s.rows if r.layer_type in ("Conv", "MaxPool", "GlobalAvgPool")]
     last_map = convs[-1].output_shape if convs else ()
     hist = _common.train(model, train_xy, val_xy, epochs=epochs, batch_size=64, seed=seed)

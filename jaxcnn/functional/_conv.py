@@ -27,11 +27,7 @@ Array = jax.Array
 ArrayLike = Any  # jax.Array, np.ndarray or anything jnp.asarray accepts.
 
 # (input, kernel, output) layouts handed to lax: batch first, channels last, kernels [*k, I, O].
-_DIMENSION_NUMBERS = {
-    1: ("NWC", "WIO", "NWC"),
-    2: ("NHWC", "HWIO", "NHWC"),
-    3: ("NDHWC", "DHWIO", "NDHWC"),
-}
+_DIMENSION_NUMBERS = _conv_fast.DIMENSION_NUMBERS
 _LAYOUTS = {1: "[B, W, C]", 2: "[B, H, W, C]", 3: "[B, D, H, W, C]"}
 
 
@@ -315,3 +311,13 @@ def conv_via_patches(
     y = jnp.einsum("...kgc,kcgo->...go", p, wg, precision=precision)
     y = y.reshape(y.shape[:-2] + (c_out,))
   return _add_bias(y, b)
+
+
+def _patches_formulation(x, w, spec: _conv_fast.ConvSpec):
+  return conv_via_patches(x, w, stride=spec.stride, padding=spec.pads, dilation=spec.dilation,
+                          groups=spec.groups, precision=spec.precision)
+
+
+# The tuner's im2col formulation is this module's conv_via_patches; registering it here keeps
+# the import graph one-way (_conv -> _conv_fast).
+_conv_fast.register_formulation("patches", _patches_formulation)

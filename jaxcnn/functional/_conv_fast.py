@@ -57,21 +57,30 @@ class ConvSpec:
     return dataclasses.replace(self, **{p: choice[p] for p in PARTS})
 
 
+# (input, kernel, output) layouts handed to lax: batch first, channels last, kernels [*k, I, O].
+DIMENSION_NUMBERS = {
+    1: ("NWC", "WIO", "NWC"),
+    2: ("NHWC", "HWIO", "NHWC"),
+    3: ("NDHWC", "DHWIO", "NDHWC"),
+}
+
+
 def _xla(x, w, spec: ConvSpec):
-  from jaxcnn.functional._conv import _DIMENSION_NUMBERS  # pylint: disable=g-import-not-at-top
   return lax.conv_general_dilated(
       x, w, window_strides=spec.stride, padding=spec.pads, rhs_dilation=spec.dilation,
-      dimension_numbers=_DIMENSION_NUMBERS[spec.n], feature_group_count=spec.groups,
+      dimension_numbers=DIMENSION_NUMBERS[spec.n], feature_group_count=spec.groups,
       precision=spec.precision)
 
 
-def _patches(x, w, spec: ConvSpec):
-  from jaxcnn.functional._conv import conv_via_patches  # pylint: disable=g-import-not-at-top
-  return conv_via_patches(x, w, stride=spec.stride, padding=spec.pads, dilation=spec.dilation,
-                          groups=spec.groups, precision=spec.precision)
+# name -> f(x, w, spec): "patches" (im2col + one matrix product) is registered by
+# jaxcnn.functional._conv, which defines it, so this module never imports that one.
+_FORMS = {"xla": _xla}
 
 
-_FORMS = {"xla": _xla, "patches": _patches}
+def register_formulation(name: str, fn) -> None:
+  if name not in FORMULATIONS:
+    raise ValueError(f"unknown formulation {name!r}; known: {', '.join(FORMULATIONS)}")
+  _FORMS[name] = fn
 
 
 def _is_zero(t) -> bool:

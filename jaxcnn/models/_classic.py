@@ -3,7 +3,7 @@
 Parameter counts are trainable parameters (the ``params`` collection, as PyTorch's
 ``sum(p.numel() for p in model.parameters())``); BatchNorm's running mean/var are state, not
 counted. MACs are per 32x32x3 image, convolutions and dense layers only (the
-:mod:`jaxcnn.layers` convention), measured with ``jaxcnn.shapes.summary(model, (1, 32, 32, 3))``.
+:mod:`jaxcnn.layers` convention), measured with ``jaxcnn.inspect.summary(model, (1, 32, 32, 3))``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ ResNet-18 and pre-activation ResNet-18 with a CIFAR stem, Wide ResNets, and Page
 
 Parameter counts are trainable parameters (the ``params`` collection, as PyTorch's
 ``sum(p.numel() for p in model.parameters())``); MACs are per 32x32x3 image, convolutions and
-dense layers only, measured with ``jaxcnn.shapes.summary(model, (1, 32, 32, 3))``.
+dense layers only, measured with ``jaxcnn.inspect.summary(model, (1, 32, 32, 3))``.
 Convolutions feeding a BatchNorm have no bias (the BatchNorm's shift plays its part).
 """
 

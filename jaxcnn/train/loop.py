@@ -14,7 +14,7 @@ it is made of, which ``fit`` (``keras.py``) calls too:
 What a run writes to ``workdir``:
 
 * ``config.json``: the config as run;
-* ``summary.txt``: the model summary (:func:`jaxcnn.shapes.summary`);
+* ``summary.txt``: the model summary (:func:`jaxcnn.inspect.summary`);
 * ``metrics.jsonl``: one JSON object per epoch: ``epoch, step, train_loss, train_accuracy,
   train_grad_norm, train_param_norm, train_update_norm`` (epoch means), ``eval_loss,
   eval_accuracy, eval_top5`` (None on epochs not evaluated, see ``eval_every_epochs``),
@@ -703,12 +703,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                         par: parallel_lib.Parallel, is_main: bool, *, tx: Any, init_fn: Any,
                         averager: Any, loss_fn: Any, logits_fn: Any) -> TrainResult:
   """The run itself, once the workdir is locked and checked (see :func:`train_and_evaluate`)."""
-  from jaxcnn import plots, shapes
+  from jaxcnn import inspect, plots
   info = data_info(config)
   model = make_model(config, info.num_classes)
   input_shape = (1, *info.image_shape)
   if is_main:
-    summary = shapes.summary(model, input_shape, print_fn=None)
+    summary = inspect.summary(model, input_shape, print_fn=None)
     (workdir / "summary.txt").write_text(str(summary) + "\n")
 
   sharding = par.batch_sharding if par.mode == "mesh" else None
