@@ -368,3 +368,12 @@ def test_mesh_mode_batches_come_out_of_the_loader_already_sharded():
     batch = next(iter(loader.epoch(0)))
     assert batch["image"].sharding == par.batch_sharding  # no copy from device 0 needed
     assert len(batch["image"].sharding.device_set) == 8
+
+
+def test_rerunning_a_finished_run_says_so_and_trains_nothing(tmp_path, monkeypatch, caplog):
+  _use_loaders(monkeypatch, _train_loader(), _eval_loader())
+  first = train_and_evaluate(_tiny_config(num_epochs=1), tmp_path)
+  with caplog.at_level("WARNING"):
+    again = train_and_evaluate(_tiny_config(num_epochs=1), tmp_path)
+  assert "already finished at step 3" in caplog.text and "resuming" not in caplog.text
+  assert again.history == first.history and _leaves_equal(again.state.params, first.state.params)

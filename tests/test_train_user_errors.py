@@ -132,3 +132,19 @@ def test_a_diverged_run_names_its_checkpoint_and_resumes_with_a_smaller_rate(tmp
   config.learning_rate = 0.01
   result = train_and_evaluate(config, tmp_path / "late")  # resumes step 3 at the new rate
   assert int(result.state.step) == 6 and [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_evaluate_and_predict_take_the_state_or_the_history_never_the_model():
+  import numpy as np
+  from jaxcnn import layers as L
+  from jaxcnn.train import evaluate, fit, predict
+  x = np.random.default_rng(0).random((16, 4, 4, 1), np.float32)
+  y = np.arange(16) % 2
+  model = L.Sequential([L.Flatten(), L.Dense(2)])
+  history = fit(model, (x, y), epochs=1, batch_size=8, verbose=0)
+  np.testing.assert_array_equal(predict(history, x), predict(history.state, x))
+  assert evaluate(history, (x, y))["count"] == 16
+  with pytest.raises(TypeError, match=r"`state` \(=a Sequential\) must be the TrainState"):
+    predict(model, x)
+  with pytest.raises(TypeError, match=r"`model` \(=the class Dense\) must be a module instance"):
+    fit(L.Dense, (x, y), epochs=1, verbose=0)

@@ -233,6 +233,9 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
   if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
                              or epochs < 1):
     raise ValueError(f"`epochs` (={epochs!r}) must be an int >= 1")
+  if isinstance(model, type):
+    raise TypeError(f"`model` (=the class {model.__name__}) must be a module instance, e.g. "
+                    f"{model.__name__}(...), or a registered model name")
   if isinstance(model, str):
     from jaxcnn import models
     model = models.get_model(model, num_classes=num_classes or 10)
@@ -282,6 +285,16 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
   return history
 
 
+def _as_state(state: Any) -> TrainState:
+  """``state``, or the state of a :class:`History`; anything else (a model) is an error."""
+  if isinstance(state, History):
+    return state.state
+  if not isinstance(state, TrainState):
+    raise TypeError(f"`state` (=a {type(state).__name__}) must be the TrainState that fit "
+                    "returned (history.state) or the History itself, not the model")
+  return state
+
+
 @functools.partial(jax.jit, static_argnames=("top_k", "logits_fn"))
 def _eval_jit(state: TrainState, batch: dict[str, jax.Array], top_k: int = 5, logits_fn=None):
   return eval_step(state, batch, top_k=top_k, logits_fn=logits_fn)
@@ -294,10 +307,12 @@ def evaluate(state: TrainState, data: Any, *, batch_size: int = 256,
              logits_fn: Any = None) -> dict[str, Any]:
   """Eval metrics of ``state`` on a loader or ``(x, y)``, like ``keras.Model.evaluate``.
 
+  ``state``: the ``TrainState`` (``history.state``) or the :class:`History` ``fit`` returned.
   Returns ``{'loss', 'accuracy', 'top5', 'count', 'confusion': [K, K] int}``; every example
   counts exactly once (the padded last batch is masked). ``logits_fn``: as in
   :func:`jaxcnn.train.eval_step` (e.g. ``functools.partial(tta_logits, flip=True)``).
   """
+  state = _as_state(state)
   loader = _as_loader(data, batch_size, shuffle=False, seed=0, drop_remainder=False)
   _check_loader_labels(loader, state)
   return loop.evaluate_loader(functools.partial(_eval_jit, logits_fn=logits_fn),
@@ -310,8 +325,9 @@ def predict(state: TrainState, x: Any, *, batch_size: int = 256,
   kept; ``logits_fn`` as in :func:`evaluate`; uint8 images scaled to [0, 1]).
 
   Every batch, the last too, is padded to ``batch_size``, so one compilation serves every call
-  whatever ``N`` (``N = 0`` gives ``[0, K]``).
+  whatever ``N`` (``N = 0`` gives ``[0, K]``). ``state``: as in :func:`evaluate`.
   """
+  state = _as_state(state)
   if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
     raise ValueError(f"`batch_size` (={batch_size!r}) must be an int >= 1")
   x = _images(x)

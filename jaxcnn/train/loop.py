@@ -76,7 +76,8 @@ from jaxcnn.train.steps import AXIS_NAME, LogitsFn, LossFn, eval_step, train_ste
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# No float16: without loss scaling its gradients underflow (bfloat16 has float32's range).
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 NORMALIZATIONS = ("dataset", "unit")
 LOADERS = ("device", "stream")
 
@@ -726,7 +727,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
                                      async_save=bool(cfg_get(config, "async_checkpoints", True)))
   board = None  # the TensorBoard writer, with config.tensorboard on the main process
   try:
-    restored = _restore(ckpt, state, workdir, verbose)
+    restored = _restore(ckpt, state, workdir, verbose, settings.total_steps)
     state, ls = restored if restored is not None else (state, LoopState())
     if is_main:
       _write_jsonl(workdir / "metrics.jsonl", ls.history)
@@ -817,7 +818,7 @@ def data_info(config: ml_collections.ConfigDict) -> Any:
 
 
 def _restore(ckpt: checkpoint_lib.Checkpointer, state: TrainState, workdir: pathlib.Path,
-             verbose: bool) -> tuple[TrainState, LoopState] | None:
+             verbose: bool, total_steps: int) -> tuple[TrainState, LoopState] | None:
   try:
     restored = ckpt.restore(state)
   except Exception as e:  # orbax's own errors are deep and long: say what it means instead
@@ -831,8 +832,13 @@ def _restore(ckpt: checkpoint_lib.Checkpointer, state: TrainState, workdir: path
   ls = LoopState.from_meta(meta)
   # Shown even with progress off (``say`` is then log.info): a resumed run must never pass for a
   # fresh one.
-  (_printer(verbose) if verbose else log.warning)(
-      f"resuming from step {ls.step} ({ckpt.latest.directory})")
+  if ls.step >= total_steps or ls.stopped_early:
+    (_printer(verbose) if verbose else log.warning)(
+        f"this run already finished at step {ls.step} ({ckpt.latest.directory}): nothing to "
+        "train; a larger num_epochs continues it, a new --workdir starts another")
+  else:
+    (_printer(verbose) if verbose else log.warning)(
+        f"resuming from step {ls.step} ({ckpt.latest.directory})")
   return state, ls
 
 
