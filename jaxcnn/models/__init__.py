@@ -15,7 +15,7 @@ small factory that accepts ``axis_name`` (the ``pmap`` axis its BatchNorm layers
       return MyNet(num_classes=num_classes, width=width, axis_name=axis_name, dtype=dtype)
 
 The zoo (parameters = trainable ``params``; MACs per 32x32x3 image, convs and dense layers, by
-:func:`jaxcnn.inspect.summary`; sources in each class docstring and in docs_zoo_readme.md):
+:func:`jaxcnn.inspect.summary`; sources in each class docstring and in README.md, "Model zoo"):
 
   course      ``tutorial_cnn``, ``tutorial_cnn_512``, ``mlp``, ``stridenet``
   classic     ``lenet5``, ``alexnet_cifar``, ``vgg11``/``13``/``16``/``19`` (BatchNorm)
