@@ -280,7 +280,8 @@ def test_tiny_speedrun_compiles_nothing_in_the_timed_region(tiny_runs):
 
 # -- the GPU comparison's airbench data patch (torch CPU, a handful of images) ----------------
 
-AIRBENCH = pathlib.Path(__file__).resolve().parents[1] / ".peers" / "airbench" / "airbench94_muon.py"
+AIRBENCH = (pathlib.Path(__file__).resolve().parents[1] / ".peers" / "airbench"
+            / "airbench94_muon.py")
 
 
 @pytest.mark.slow  # importing torch and airbench (torch.compile) takes ~10-50 s here
