@@ -1,7 +1,8 @@
 """Exports the CIFAR-10 arrays both speedruns read (jaxcnn's and airbench's) to one .npz.
 
     python -m experiments.gpu_export_cifar --image-folder .data/cifar10_jpeg_train.tar.gz \
-        --out .data/cifar10_speedrun.npz [--train-split 'train[:45000]' --eval-split 'train[45000:]']
+        --out .data/cifar10_speedrun.npz \
+        [--train-split 'train[:45000]' --eval-split 'train[45000:]']
 
 Writes ``x_train, y_train, x_eval, y_eval`` (uint8 ``[N, 32, 32, 3]`` NHWC, int64 labels) from
 the class-per-folder copy (decoded with jaxcnn.data, i.e. PIL; no TensorFlow needed). The

@@ -47,7 +47,6 @@ from jaxcnn.train import loop as loop_lib
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
 from jaxcnn.train.state import TrainState, create_train_state
-from jaxcnn.train.steps import eval_step, train_step
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)  # airbench94_muon.py, zeropower_via_newtonschulz5
 
@@ -423,6 +422,7 @@ def summarize(results: list[RunResult], target: float) -> dict[str, float]:
           "fraction_at_target": float((acc >= target).mean()), "target": float(target)}
 
 
-__all__ = ["airbench_muon", "linear_decay", "newton_schulz_airbench", "sgd_coupled", "recipe_labels", "make_tx",
+__all__ = ["airbench_muon", "linear_decay", "newton_schulz_airbench", "sgd_coupled",
+           "recipe_labels", "make_tx",
            "summed_cross_entropy", "tta_views", "tta_logits", "augment_spec", "Speedrun",
            "RunResult", "summarize"]

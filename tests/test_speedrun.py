@@ -188,7 +188,8 @@ def test_summed_cross_entropy_is_the_batch_sum():
 
 def test_recipe_groups_and_whiten_bias_schedule():
   model = SpeedNet(width_mult=1 / 16)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, 32, 3)), train=False))(
+      jax.random.key(0))
   labels = speedrun.recipe_labels(variables["params"])
   assert labels["whiten"] == {"kernel": "frozen", "bias": "bias"}
   assert labels["head"] == {"kernel": "head"}
@@ -279,7 +280,8 @@ def test_tiny_speedrun_compiles_nothing_in_the_timed_region(tiny_runs):
 
 # -- the GPU comparison's airbench data patch (torch CPU, a handful of images) ----------------
 
-AIRBENCH = pathlib.Path(__file__).resolve().parents[1] / ".peers" / "airbench" / "airbench94_muon.py"
+AIRBENCH = (pathlib.Path(__file__).resolve().parents[1] / ".peers" / "airbench"
+            / "airbench94_muon.py")
 
 
 @pytest.mark.slow  # importing torch and airbench (torch.compile) takes ~10-50 s here
