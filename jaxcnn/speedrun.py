@@ -18,7 +18,7 @@ the pieces of that recipe that the engine does not already have, each a value th
   trains one seed and times it as airbench does (compilation excluded and reported on its own;
   the data already on the device; whitening init + training + the final TTA evaluation timed).
 
-The whole recipe is data in ``experiments/configs/speedrun.py``; the script is
+The whole recipe is data in ``jaxcnn/configs/speedrun.py`` (``experiments/configs/speedrun.py`` for the CLI); the script is
 ``experiments/speedrun.py``.
 
 >>> from experiments.configs import speedrun as speedrun_config
@@ -295,7 +295,7 @@ class Speedrun:
   compilation is done here or by the first :meth:`run` and reported, not timed.
 
   Args:
-    config: ``experiments/configs/speedrun.py``'s config.
+    config: ``jaxcnn/configs/speedrun.py`` (``experiments/configs/speedrun.py`` for the CLI)'s config.
     train_arrays, eval_arrays: ``{'image': uint8 [N, H, W, C], 'label': int [N]}``.
   """
 
