@@ -19,26 +19,13 @@ Expected: kuangliu/pytorch-cifar's README lists 95.11% test accuracy for PreActR
 CPU.
 """
 
-import jax
 import ml_collections
 
-from jaxcnn.configs import cifar10_tutorial
+from jaxcnn.configs import vgg16_cifar10
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = cifar10_tutorial.get_config()
+  config = vgg16_cifar10.get_config()  # the same kuangliu recipe; only the model differs
   config.model = "preact_resnet18"
   config.model_kwargs = ml_collections.ConfigDict({"width": 64, "final_norm": False})
-  config.batch_size = 128
-  config.num_epochs = 200
-  config.optimizer = "sgd"
-  config.momentum = 0.9
-  config.nesterov = False
-  config.learning_rate = 0.1
-  config.weight_decay = 5e-4
-  config.schedule = "cosine"
-  config.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
-  config.checkpoint_every_steps = 0
-  config.data.augment = "crop,flip"
-  config.data.normalize = "dataset"
   return config
