@@ -23,8 +23,15 @@ Prints the final train and validation accuracy and their gap for both nets and a
 accuracy against each transformation; draws the train/validation curves and gap, a grid of
 augmented samples, and accuracy against each transformation.
 
-Measured (full run, 2-core CPU): see ``docs_lessons_readme.md`` (not measured yet in this
-revision).
+Measured (full run on the JPEG copy, seed 0, 1 seed per net: no std; 575 s on a 2-core CPU
+shared with another lesson run): without augmentation 83.3% train / 60.4% validation accuracy
+after 12 epochs (gap 22.9 points, growing every epoch from epoch 3); with crop+flip 61.5% /
+64.8% (gap -3.3: the augmented training images are harder than the plain validation ones).
+On 2,000 transformed validation images (plain -> augmented, %): translation by 4 px 45.7 ->
+61.1 and 8 px 27.6 -> 36.0; rotation by 20 degrees 46.1 -> 52.8; scale 0.8 36.5 -> 61.2 and
+1.4 46.2 -> 47.5; brightness -0.4 35.0 -> 42.9 and +0.4 40.0 -> 38.6; a 16 px grey square
+39.6 -> 44.0. Neither net is invariant to any of them; augmentation with shifts buys most
+where the test shift resembles its crops (translation, shrinking with a dark border).
 """
 
 from __future__ import annotations
