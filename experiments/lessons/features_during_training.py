@@ -155,7 +155,8 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   a1.set_ylim(bottom=0)
   for ax in (a0, a1):
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+  a0.legend(fontsize=8)
+  a1.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))  # off the curves
   _common.save(fig, out, "dead_relu_accuracy.png",
                "Left: accuracy per epoch. Right: the share of each ReLU layer's units that "
                "never fire on the probe images (a dead unit gets no gradient from them). In "
