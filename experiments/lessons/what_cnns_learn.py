@@ -21,6 +21,12 @@ All from :mod:`jaxcnn.inspect`, drawn with :mod:`jaxcnn.plots`:
 
 Full run: 128 ascent steps, 6 filters per layer, 3 images; ``--quick``: 24 steps, 2 filters, 2
 classes, 1 image, on the quick net: 60 s within ``--all --quick`` on a loaded 2-core CPU.
+
+Measured (full run on lesson 5's net, seed 0; 433 s on a loaded 2-core CPU): all 36 filter
+objectives and all 10 logits rose (e.g. Conv_2 filter 3: +0.09 -> +22.65 pixel, +19.07
+Fourier; the logits from about 0 to +53 (horse) .. +149 (frog), far above the 3.9-9.1 of the
+correctly classified validation images shown). Integrated gradients (256 steps) missed
+completeness by 0.009-0.039 on those logits; the largest occlusion drops were 4.1-7.9.
 """
 
 from __future__ import annotations
@@ -82,8 +88,9 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
                          suptitle="inputs maximising a filter\n(objective before -> after)")
   _common.save(fig, out, "filters_maximised.png",
                "For each conv layer (two rows each: pixel, then Fourier parameterisation), the "
-               "input that most excites each of its first filters. Conv_0's are colours and "
-               "edges; deeper layers' are textures and repeated patterns. The pixel "
+               "input that most excites each of its first filters. Conv_0's are flat colours or "
+               "colour blobs (a 3x3 filter sees too little for more); deeper layers' are "
+               "stripes, textures and repeated patterns. The pixel "
                "parameterisation tends to high-frequency noise; the Fourier one, which learns "
                "every frequency at a similar rate, gives smoother, more readable patterns.",
                figures)
