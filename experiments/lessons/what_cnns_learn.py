@@ -151,9 +151,10 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
                                              f"predicted {CLASSES[t]}; what raised that logit")
     _common.save(fig, out, f"attributions_{n}.png",
                  f"What made the net say '{CLASSES[t]}' for this {CLASSES[y_val[i]]}, eight "
-                 "ways (brighter = more). The gradient maps (saliency, SmoothGrad, integrated "
-                 "gradients, guided backprop) are pixel-sharp but noisy; SmoothGrad averages "
-                 "the noise away. Grad-CAM is coarse, more so at the deeper 4x4 layer; "
-                 "occlusion measures directly how much the logit falls when a patch is hidden. "
-                 "The deconvnet view barely depends on the class: it shows edges.", figures)
+                 "ways (brighter = more, each map on its own scale). The gradient maps "
+                 "(saliency, SmoothGrad, integrated gradients, guided backprop, deconvnet) are "
+                 "pixel-sharp and speckled; SmoothGrad averages the gradient over noisy copies. "
+                 "Grad-CAM is coarse, more so at the deeper 4x4 layer, and can light up context "
+                 "(road, sky) as well as the object; occlusion measures directly how much the "
+                 "logit falls when a 6x6 patch is hidden.", figures)
   return {"figures": figures, "results": results}
