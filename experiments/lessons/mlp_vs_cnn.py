@@ -16,8 +16,11 @@ accuracy is the mean of the four directions). The full run trains each net with 
 Prints the parameters, the test accuracy of each net, and the accuracy table against the
 shift; draws one figure: a test digit at each shift above the accuracy curves.
 
-Measured (full run, 2-core CPU): see ``docs_lessons_readme.md`` (not measured yet in this
-revision).
+Measured (full run on the PNG copy, seeds 0, 1, 2, mean +- std; 1,517 s on a 2-core CPU shared
+with another lesson run, most of it the CNN at about 600 images/s): centred test accuracy MLP
+97.53% +- 0.13, CNN 98.8% +- 0.1. Shifted by 2 / 4 / 8 px: MLP 82.6 / 32.5 / 10.7%, CNN 94.4 /
+57.1 / 14.1%. The CNN holds up longer, but it is not shift-invariant either: past 4 px both
+approach chance (its Flatten head ties what the convs find to where they found it).
 """
 
 from __future__ import annotations
@@ -132,10 +135,10 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
                + (f"mean and +-1 std over {len(seeds)} seeds" if len(seeds) > 1 else "1 seed"),
                fontsize=10)
   _common.save(fig, out, "shift_accuracy.png",
-               "Both nets are about equally good on centred digits (shift 0), the CNN with 7x "
-               "fewer parameters. As the digits move off centre the MLP's accuracy collapses: "
+               "On centred digits (shift 0) both nets are good, the CNN with 7x fewer "
+               "parameters. As the digits move off centre the MLP's accuracy collapses first: "
                "each of its weights belongs to one pixel position. The CNN's shared filters "
-               "find the strokes anywhere, and its pooling absorbs small shifts, so it degrades "
-               "much more slowly (not perfectly: its Flatten head still ties features to "
-               "positions).", figures)
+               "find the strokes anywhere and its pooling absorbs small shifts, so it holds up "
+               "longer; but it is not shift-invariant either and also falls towards chance "
+               "(dotted line), because its Flatten head ties features to positions.", figures)
   return {"figures": figures, "results": results}

@@ -18,8 +18,12 @@ Prints each "validation loss decreased (a -> b): saving model" line, the test ac
 and per class ("Test accuracy of 3: 97.5% (588/603)"), and draws the curves with the saved
 epochs marked and a grid of test predictions, titles green when right and red when wrong.
 
-Measured (full run, seed 0, 2-core CPU): see ``docs_lessons_readme.md`` (not measured yet in this
-revision).
+Measured (full run on the PNG copy, seed 0, 1 run; 92 s on a 2-core CPU shared with another
+lesson run, load about 6): the model was saved after epochs 1, 2, 3 and 5 (validation loss
+0.1057 -> 0.0790 -> 0.0679 -> 0.0667); epochs 6-10 kept lowering the training loss (0.047 ->
+0.033) while the validation loss rose again (0.068-0.087), so the saved model is epoch 5's. On
+the held-out test split it scores 97.92% (5,875 / 6,000; loss 0.0869), per class from 97.0%
+(digit 5, 526 / 542) to 99.7% (digit 0, 590 / 592).
 """
 
 from __future__ import annotations
