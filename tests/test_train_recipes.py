@@ -435,6 +435,7 @@ def test_speed_run_recipe_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
   from experiments.configs import cifar10_tutorial
   config = cifar10_tutorial.get_config()
   config.model = "test_recipe_net"
+  config.model_kwargs = {}  # the tutorial config's `hidden` is the tutorial net's
   config.batch_size = config.eval_batch_size = 8
   config.num_train_steps = 8  # 4 steps per epoch on 32 mock images: 2 epochs
   config.checkpoint_every_steps = 2
