@@ -196,7 +196,14 @@ def main(argv: list[str]) -> None:
   except KeyboardInterrupt:
     if _TRACEBACK.value:
       raise
-    _fail(_interrupted_message(workdir), code=130)
+    print(_interrupted_message(workdir), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Exit at once: a checkpoint save the interrupt cut short would otherwise fail noisily in
+    # orbax's background threads during interpreter shutdown. Nothing is lost: checkpoints are
+    # written to a temporary folder and renamed when complete, and the message names the last
+    # complete one, where a re-run resumes.
+    os._exit(130)
   except (UserError, ValueError, DatasetNotFoundError, TensorFlowMissingError,
           NonFiniteError) as e:
     if _TRACEBACK.value:
