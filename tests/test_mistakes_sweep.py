@@ -3,8 +3,8 @@
 The fast test runs the functional-op and layer/model cases that belong to one of the issue's
 classes (traced only, nothing trains: a few seconds), strictly. The slow one runs every case that
 starts no child process (about two minutes on 2 busy cores), strictly too, except the few cases
-listed in ``LEFT_IN_TRAIN``: they are fixed in ``jaxcnn/train/keras.py`` (the engine's files),
-and a separate non-strict ``xfail`` keeps watching them until that lands. The sweep's own
+listed in ``LEFT_IN_TRAIN``, fixed last in ``jaxcnn/train/keras.py``, which a test of their own
+checks, strictly too. The sweep's own
 machinery (the classifier) is tested on hand-made outcomes, strictly.
 """
 
@@ -117,9 +117,6 @@ def test_sweep_without_cli_has_no_raw_or_silent_case():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 8: fixed in jaxcnn/train/keras.py (the engine "
-                   "engineer's files): evaluate/predict given a model or a History, fit given a "
-                   "model class")
-def test_cases_left_to_train_are_clean():
+def test_cases_fixed_last_in_train_are_clean():
   _, bad = _run(lambda c: c.name in LEFT_IN_TRAIN)
   assert not bad, "\n".join(bad)
