@@ -415,19 +415,7 @@ def recipe_tx(params, total_steps, steps_per_epoch):
   return optax.lookahead(inner, sync_period=2, slow_step_size=0.5)
 
 
-class _Interrupt:
-  """Wraps a loader; raises when asked for the batch of global step ``at``."""
-
-  def __init__(self, inner, at):
-    self.inner, self.at = inner, at
-    self.batch_size, self.steps_per_epoch = inner.batch_size, inner.steps_per_epoch
-    self.num_examples = inner.num_examples
-
-  def epoch(self, epoch, start_step=0):
-    for i, batch in enumerate(self.inner.epoch(epoch, start_step), start_step):
-      if epoch * self.steps_per_epoch + i == self.at:
-        raise KeyboardInterrupt("simulated interruption")
-      yield batch
+from tests.test_train_loop import _CrashingLoader  # noqa: E402  (raises KeyboardInterrupt at a step)
 
 
 @pytest.mark.slow
@@ -453,7 +441,7 @@ def test_speed_run_recipe_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
 
     def interrupted(config, info, **kw):
       train, evaluation = real_make_loaders(config, info, **kw)
-      return _Interrupt(train, at=5), evaluation
+      return _CrashingLoader(train, crash_at=5), evaluation
     monkeypatch.setattr(loop, "make_loaders", interrupted)
     with pytest.raises(KeyboardInterrupt):
       train_and_evaluate(config, tmp_path / "resumed", **hooks)

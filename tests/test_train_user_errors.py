@@ -103,27 +103,17 @@ def test_a_second_run_on_a_busy_workdir_is_refused_naming_the_first(tmp_path, mo
   assert int(result.state.step) == 4
 
 
-class _NanAtStep:
-  def __init__(self, inner, at):
-    self.inner, self.at = inner, at
-    self.batch_size, self.steps_per_epoch = inner.batch_size, inner.steps_per_epoch
-    self.num_examples = inner.num_examples
-
-  def epoch(self, epoch, start_step=0):
-    for i, batch in enumerate(self.inner.epoch(epoch, start_step), start_step):
-      if epoch * self.steps_per_epoch + i == self.at:
-        batch = dict(batch, image=np.full_like(batch["image"], np.nan))
-      yield batch
+from tests.test_train_loop import _NanAtStep  # noqa: E402  (a NaN batch at a step)
 
 
 def test_a_diverged_run_names_its_checkpoint_and_resumes_with_a_smaller_rate(tmp_path,
                                                                              monkeypatch):
   train = ArrayLoader(*_arrays(24, 1), 8, shuffle=True, drop_remainder=True)  # 3 steps/epoch
-  _use_arrays(monkeypatch, _NanAtStep(train, at=1))
+  _use_arrays(monkeypatch, _NanAtStep(train, crash_at=1))
   with pytest.raises(NonFiniteError, match=r"step 1 .*no checkpoint was saved before it"):
     train_and_evaluate(_tiny_config(), tmp_path / "early")
 
-  _use_arrays(monkeypatch, _NanAtStep(train, at=4))
+  _use_arrays(monkeypatch, _NanAtStep(train, crash_at=4))
   config = _tiny_config(learning_rate=0.1)
   with pytest.raises(NonFiniteError, match=r"last good checkpoint: step 3 in .*re-run with a "
                                            r"smaller `learning_rate`"):
