@@ -174,10 +174,15 @@ def main(argv: list[str]) -> None:
     # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
     logging.set_verbosity(logging.WARNING)
   if _XLA_CPU_TUNING.value:
-    added = xla_flags.APPLIED_AT_IMPORT + xla_flags.apply_recommended_cpu_flags()
+    added = xla_flags.APPLIED_AT_IMPORT
+    if not xla_flags.backends_started():  # else `import jaxcnn` (by the config) applied them
+      added += xla_flags.apply_recommended_cpu_flags()
     if added:
       logging.info("CPU tuning on (jaxcnn.xla_flags; --noxla_cpu_tuning turns it off): "
                    "XLA_FLAGS += %s", " ".join(added))
+  elif xla_flags.APPLIED_AT_IMPORT and xla_flags.backends_started():
+    _fail("--noxla_cpu_tuning comes too late: the config file already started JAX with "
+          "jaxcnn's XLA flags; set JAXCNN_XLA_FLAGS=0 in the environment instead")
   else:
     xla_flags.remove_import_flags()  # `import jaxcnn` added them; before JAX's first computation
   workdir = None

@@ -327,7 +327,7 @@ class Speedrun:
         images_per_step=self.batch_size, log_every=self.steps_per_epoch,
         checkpoint_every_epoch=False, verbose=False)
     self.tx = make_tx(cfg.recipe, self.batch_size, self.total_steps, self.steps_per_epoch)
-    self.dtype = loop_lib.DTYPES[cfg.dtype]
+    self.dtype = loop_lib.compute_dtype(cfg.dtype)
     self.eval_loader = data_lib.DeviceLoader(
         dict(eval_arrays), int(cfg.eval_batch_size), shuffle=False, seed=0, augment=None,
         mean=self.mean, std=self.std, drop_remainder=False, dtype=self.dtype)

@@ -36,7 +36,8 @@ Keys (every config has them):
   label_smoothing (train loss only); ema (decay of an EMA of the params used for eval, 0 = off;
     with its batch statistics), ema_warmup (decay min(ema, (1 + t) / (10 + t))), ema_every
     (update every k steps).
-  dtype: 'float32' | 'bfloat16' (compute dtype; parameters stay float32).
+  dtype: 'float32' | 'bfloat16' | 'auto' (compute dtype; parameters stay float32; 'auto':
+    float32 on a CPU, bfloat16 on a TPU/GPU).
   patience: early stopping on eval loss (0 = off); the best epoch's params are kept;
     early_stopping_min_delta (default 0): the least decrease of eval loss that counts.
   eval_every_epochs: evaluate after every k-th epoch (and always after the last); plots:

@@ -24,7 +24,6 @@ below the paper (see ../shared/data/README). ``dtype`` is bfloat16 on an acceler
 on CPU (where bfloat16 convolutions are slower).
 """
 
-import jax
 import ml_collections
 
 from jaxcnn.configs import cifar10_tutorial
@@ -44,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.schedule = "piecewise"
   config.lr_boundaries_epochs = (91, 136)
   config.lr_decay_factor = 0.1
-  config.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  config.dtype = "auto"  # float32 on a CPU, bfloat16 on a TPU/GPU
   config.checkpoint_every_steps = 0  # epoch ends only
   config.data.augment = "crop,flip"
   config.data.normalize = "dataset"

@@ -18,7 +18,6 @@ on the original lossless test set. NOT measured here (24 epochs of a 379M-MAC ne
 the 2-core CPU). bfloat16 on an accelerator, float32 on CPU.
 """
 
-import jax
 import ml_collections
 
 from jaxcnn.configs import cifar10_tutorial
@@ -37,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 5e-4
   config.schedule = "onecycle"
   config.label_smoothing = 0.2
-  config.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  config.dtype = "auto"  # float32 on a CPU, bfloat16 on a TPU/GPU
   config.checkpoint_every_steps = 0
   config.data.augment = "crop,flip"
   config.data.normalize = "dataset"

@@ -12,7 +12,7 @@ compilation excluded and printed on its own)::
         --image-folder ../shared/data/cifar10_jpeg_train.tar.gz
 
 Variants (``--config ...speedrun.py:<variant>``), see ``VARIANTS`` and
-``docs_speed_benchmarks.md`` for what they reach on which machine:
+BENCHMARKS.md section 4 for what they reach on which machine:
 
 * ``airbench94``: the recipe as published (batch 2000, 8 epochs, bf16, widths 64/256/256).
   airbench trains on all 50,000 training images and evaluates on the test split; here the
@@ -25,7 +25,7 @@ Variants (``--config ...speedrun.py:<variant>``), see ``VARIANTS`` and
 Measured 2026-12-01 on this project's 2-core AMD EPYC (jax 0.10.2) while the machine was shared
 (load average 8-10, so the times are slowed down), JPEG copy, train[:45000] / train[45000:],
 seeds 0-2: ``cpu70`` 71.38 ± 1.17% in 155 ± 6 s (106 s of it training). Details and the
-other points: docs_speed_benchmarks.md.
+other points: BENCHMARKS.md section 4.
 """
 
 import ml_collections
@@ -35,7 +35,7 @@ VARIANTS = {
     "airbench94": dict(),
     # Probed on this CPU (seed 0, JPEG copy, TTA 2): width 0.25 / batch 500 reached 69.4% after
     # 0.5 epochs, 76.7% after 1, 80.0% after 2; batch 250 reached 72.6% after 0.5 epochs
-    # (twice the steps for the same compute). Frontier means: docs_speed_benchmarks.md.
+    # (twice the steps for the same compute). Frontier means: BENCHMARKS.md section 4.
     "cpu70": dict(width_mult=0.25, epochs=0.5, batch_size=250, dtype="float32", target=0.70),
     "cpu80": dict(width_mult=0.25, epochs=2.0, batch_size=250, dtype="float32", target=0.80),
     "cpu85": dict(width_mult=0.5, epochs=3.0, batch_size=250, dtype="float32", target=0.85),

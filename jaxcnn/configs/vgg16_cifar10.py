@@ -20,7 +20,6 @@ fit the 2-core CPU (see the architectures lesson for its measured images/s). bfl
 accelerator, float32 on CPU.
 """
 
-import jax
 import ml_collections
 
 from jaxcnn.configs import cifar10_tutorial
@@ -38,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 0.1
   config.weight_decay = 5e-4
   config.schedule = "cosine"
-  config.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  config.dtype = "auto"  # float32 on a CPU, bfloat16 on a TPU/GPU
   config.checkpoint_every_steps = 0
   config.data.augment = "crop,flip"
   config.data.normalize = "dataset"

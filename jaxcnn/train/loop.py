@@ -77,7 +77,18 @@ from jaxcnn.train.steps import AXIS_NAME, LogitsFn, LossFn, eval_step, train_ste
 log = logging.getLogger(__name__)
 
 # No float16: without loss scaling its gradients underflow (bfloat16 has float32's range).
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "auto": None}
+
+
+def compute_dtype(name: str, platform: str | None = None) -> Any:
+  """``config.dtype`` -> the compute dtype: ``'auto'`` is float32 on a CPU and bfloat16 on a
+  TPU or GPU (resolved when the model is built, so a config file never starts JAX itself)."""
+  if name not in DTYPES:
+    raise ValueError(f"unknown `dtype` (={name!r}); known: {', '.join(DTYPES)}")
+  if name == "auto":
+    platform = jax.default_backend() if platform is None else platform
+    return jnp.float32 if platform == "cpu" else jnp.bfloat16
+  return DTYPES[name]
 NORMALIZATIONS = ("dataset", "unit")
 LOADERS = ("device", "stream")
 
@@ -223,7 +234,7 @@ def make_model(config: ml_collections.ConfigDict, num_classes: int):
   kwargs = dict(cfg_get(config, "model_kwargs", None) or {})
   axis_name = AXIS_NAME if cfg_get(config, "parallel", "none") == "pmap" else None
   return models.get_model(config.model, num_classes=num_classes,
-                          dtype=DTYPES[cfg_get(config, "dtype", "float32")],
+                          dtype=compute_dtype(cfg_get(config, "dtype", "float32")),
                           axis_name=axis_name, **kwargs)
 
 
