@@ -314,24 +314,3 @@ def test_features_during_training_snapshots_every_epoch(run_quick):
                                                 "feature_maps_per_epoch.png",
                                                 "dead_relu_accuracy.png"}
   _check_figures(result, out)
-
-
-def test_fit_with_hooks_saves_exactly_on_new_minima():
-  from experiments.lessons import _common
-  from jaxcnn import layers as L
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(64, 4, 4, 1)).astype(np.float32)
-  y = (x.mean((1, 2, 3)) > 0).astype(np.int32)
-  best, epochs_seen, records = [], [], []
-  h = _common.fit_with_hooks(
-      L.Sequential([L.Flatten(), L.Dense(2)]), (x, y), (x[:32], y[:32]), epochs=4,
-      batch_size=16, seed=0, learning_rate=0.05,
-      on_best=lambda e, loss, state: best.append((e, loss)),
-      on_epoch_state=lambda e, state: epochs_seen.append((e, int(state.step))),
-      on_epoch_end=lambda record, ev: records.append(record["epoch"]))
-  assert epochs_seen == [(0, 0), (1, 4), (2, 8), (3, 12), (4, 16)]
-  assert records == [1, 2, 3, 4]
-  running = np.minimum.accumulate(h["val_loss"])
-  want = [(e + 1, v) for e, v in enumerate(h["val_loss"]) if v == running[e]
-          and (e == 0 or v < running[e - 1])]
-  assert best == want and best[-1][1] == min(h["val_loss"])

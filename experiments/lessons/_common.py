@@ -250,56 +250,6 @@ def train(model, train_xy, val_xy, *, epochs: int, batch_size: int, seed: int,
              learning_rate=learning_rate, patience=patience, seed=seed, verbose=verbose)
 
 
-def fit_with_hooks(model, train_data, val_xy, *, epochs: int, batch_size: int, seed: int,
-                   learning_rate: float, on_best=None, on_epoch_state=None, on_epoch_end=None,
-                   verbose: int = 0):
-  """:func:`jaxcnn.train.fit`'s loop (``run_loop``, Adam) with the hooks a lesson needs and
-  ``fit`` keeps to itself:
-
-  * ``on_best(epoch, val_loss, state)`` each time the validation loss reaches a new minimum
-    (the course's "save the model whenever the validation loss decreases");
-  * ``on_epoch_state(epoch, state)`` with the state before training (epoch 0) and at the end of
-    every epoch (snapshots of filters, feature maps, dead units);
-  * ``on_epoch_end(record, eval_metrics)`` as in ``run_loop``, after the two above.
-
-  ``train_data``: ``(x, y)`` arrays or a loader. Returns a ``jaxcnn.train.History`` whose
-  ``.state`` is the *last* epoch's state.
-  """
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-  from jaxcnn import train as T  # pylint: disable=g-import-not-at-top
-
-  par = T.Parallel("none")
-  train_loader = train_data if hasattr(train_data, "epoch") else T.ArrayLoader(
-      *train_data, batch_size, shuffle=True, seed=seed, drop_remainder=True)
-  val_loader = T.ArrayLoader(*val_xy, batch_size, shuffle=False, drop_remainder=False)
-  steps = train_loader.steps_per_epoch
-  settings = T.LoopSettings(steps_per_epoch=steps, total_steps=epochs * steps,
-                            num_epochs=epochs, images_per_step=train_loader.batch_size,
-                            log_every=steps, verbose=bool(verbose))
-  cfg = ml_collections.ConfigDict({"seed": seed, "ema": 0.0})
-  shape = (1, *np.shape(next(iter(train_loader.epoch(0)))["image"])[1:])
-  state = T.init_state(model, cfg, shape, train_loader, settings, tx=optax.adam(learning_rate))
-  engine = T.make_engine(par, settings, train_loader, val_loader)
-  ls = T.LoopState()
-  if on_epoch_state is not None:
-    on_epoch_state(0, state)
-
-  def save(placed, best: bool) -> None:
-    # run_loop calls save(state, True) for a new best (before) and save(state, False) at every
-    # epoch end (checkpoint_every_epoch, LoopSettings' default).
-    if best and on_best is not None:
-      on_best(ls.best_epoch, ls.best_eval_loss, par.get_state(placed))
-    if not best and on_epoch_state is not None:
-      on_epoch_state(ls.step // steps, par.get_state(placed))
-
-  final = par.get_state(T.run_loop(engine, par.put_state(state), ls, save=save,
-                                   on_epoch_end=on_epoch_end))
-  history = T.History.from_records(ls.history)
-  history.state = final
-  return history
-
-
 def affine(images: np.ndarray, *, angle: float = 0.0, scale: float = 1.0, dy: float = 0.0,
            dx: float = 0.0, fill: float = 0.0) -> np.ndarray:
   """Rotates (degrees, counter-clockwise), scales and shifts (pixels) every image about its

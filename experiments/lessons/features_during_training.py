@@ -29,10 +29,12 @@ import pathlib
 
 import jax
 import numpy as np
+import optax
 
 from experiments.lessons import _common
 from jaxcnn import inspect
 from jaxcnn.models import get_model
+from jaxcnn.train import Callback, fit
 
 TITLE = "Features during training: filters, feature maps and dead ReLUs, epoch by epoch"
 LESSON = 11
@@ -65,9 +67,16 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
     snapshots.append({"epoch": epoch, "kernel": np.asarray(variables["params"]["Conv_0"]["kernel"]),
                       "maps": np.asarray(maps["Conv_0"][image_index]), "dead": dead})
 
-  history = _common.fit_with_hooks(model, train_xy, (x_val, y_val), epochs=epochs,
-                                   batch_size=64, seed=seed, learning_rate=1e-3,
-                                   on_epoch_state=on_epoch_state, verbose=0 if quick else 1)
+  class Snapshots(Callback):  # before training (epoch 0) and after every epoch
+    def on_train_begin(self, state):
+      on_epoch_state(0, state)
+
+    def on_epoch_end(self, epoch, logs, state):
+      on_epoch_state(epoch, state)
+
+  history = fit(model, train_xy, validation_data=(x_val, y_val), epochs=epochs, batch_size=64,
+                seed=seed, optimizer=optax.adam(1e-3), verbose=0 if quick else 1,
+                callbacks=[Snapshots()])
   assert [s["epoch"] for s in snapshots] == list(range(epochs + 1)), snapshots
   layers = list(snapshots[0]["dead"])
   print(f"dead-ReLU fraction on {len(probe):,} validation images (layers {', '.join(layers)}):")

@@ -10,7 +10,8 @@ disjoint splits carved from the MNIST training set (the PNG copy has no test spl
 ``train[:48000]`` to train, ``train[48000:54000]`` to validate (choose the epoch), and
 ``train[54000:]`` held out as the *test* split (6,000 images, looked at once, at the end).
 After every epoch whose validation loss is the lowest so far, the parameters are written to
-``OUT/model_best.msgpack`` (``flax.serialization``); at the end that file is loaded back, its
+``OUT/model_best.msgpack`` (``jaxcnn.train.SaveBest``, a ``fit`` callback like Keras'
+``ModelCheckpoint(save_best_only=True)``); at the end that file is loaded back, its
 validation loss checked equal to the best epoch's, and it is tested. ``--quick``: 3 epochs on
 512/256/256 synthetic images.
 
@@ -30,14 +31,13 @@ from __future__ import annotations
 
 import pathlib
 
-import flax
-import jax
 import numpy as np
+import optax
 
 from experiments.lessons import _common
 from jaxcnn import inspect, metrics, plots
 from jaxcnn.models import get_model
-from jaxcnn.train import evaluate, predict
+from jaxcnn.train import Callback, SaveBest, evaluate, fit, predict
 
 TITLE = "MNIST MLP: validation split, save the best model, test accuracy per class"
 LESSON = 6
@@ -60,39 +60,33 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   print(f"mlp: {params:,} parameters")
   results["params"] = params
 
-  ckpt = out / "model_best.msgpack"
-  saves: list[tuple[int, float]] = []
+  # The course's "save the model whenever the validation loss decreases": jaxcnn.train.SaveBest
+  # (Keras' ModelCheckpoint(save_best_only=True)), and a callback that prints as the course does.
+  save_best = SaveBest(out / "model_best.msgpack")
 
-  def on_best(epoch: int, val_loss: float, state) -> None:
-    before = saves[-1][1] if saves else float("inf")
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt.write_bytes(flax.serialization.to_bytes(jax.device_get(state.params)))
-    saves.append((epoch, val_loss))
-    pending.append(f"  validation loss decreased ({before:.6f} -> {val_loss:.6f}): "
-                   f"saving model to {ckpt.name}")
-
-  pending: list[str] = []
-
-  def on_epoch_end(record, _) -> None:
-    print(f"epoch {record['epoch']:2}: training loss {record['train_loss']:.6f}  "
-          f"validation loss {record['eval_loss']:.6f}")
-    while pending:
-      print(pending.pop(0))
+  class Report(Callback):
+    def on_epoch_end(self, epoch, logs, state):
+      print(f"epoch {epoch:2}: training loss {logs['loss']:.6f}  "
+            f"validation loss {logs['val_loss']:.6f}")
+      saves = save_best.saves
+      if saves and saves[-1][0] == epoch:
+        before = saves[-2][1] if len(saves) > 1 else float("inf")
+        print(f"  validation loss decreased ({before:.6f} -> {saves[-1][1]:.6f}): "
+              f"saving model to {save_best.path.name}")
 
   epochs = 3 if quick else 10
-  history = _common.fit_with_hooks(model, data["train"], data["validation"], epochs=epochs,
-                                    batch_size=128, seed=seed, learning_rate=1e-3,
-                                    on_best=on_best, on_epoch_end=on_epoch_end)
+  history = fit(model, data["train"], validation_data=data["validation"], epochs=epochs,
+                batch_size=128, seed=seed, optimizer=optax.adam(1e-3), verbose=0,
+                callbacks=[save_best, Report()])
+  saves = save_best.saves
   best_epoch, best_loss = saves[-1]
   assert best_loss == min(history["val_loss"]) and len(saves) >= 1
 
   # Load the saved model back (what a later session would do) and check it is the best epoch's.
-  state = history.state
-  restored = flax.serialization.from_bytes(jax.device_get(state.params), ckpt.read_bytes())
-  state = state.replace(params=restored)
+  state = SaveBest.load(save_best.path, history.state)
   val = evaluate(state, data["validation"])
   np.testing.assert_allclose(val["loss"], best_loss, rtol=1e-5)
-  print(f"loaded {ckpt.name} (epoch {best_epoch}): validation loss {val['loss']:.6f}")
+  print(f"loaded {save_best.path.name} (epoch {best_epoch}): validation loss {val['loss']:.6f}")
 
   x_test, y_test = data["test"]
   test = evaluate(state, data["test"])

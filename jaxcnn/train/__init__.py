@@ -25,7 +25,8 @@ Public API (re-exported from private-by-convention modules, one concern each):
 
 from jaxcnn.train.average import Averager, ema, lookahead
 from jaxcnn.train.checkpoint import Checkpointer
-from jaxcnn.train.keras import ArrayLoader, History, evaluate, fit, predict
+from jaxcnn.train.keras import (ArrayLoader, Callback, History, SaveBest, evaluate, fit,
+                                 predict)
 from jaxcnn.train.loop import (
     LoopSettings, LoopState, NonFiniteError, TrainResult, evaluate_loader, init_state,
     WorkdirLock, make_engine, make_loaders, make_model, make_test_loader, run_loop,
@@ -51,5 +52,5 @@ __all__ = [
     "NonFiniteError", "TrainResult", "make_test_loader", "LoopState", "LoopSettings",
     "init_state", "make_engine", "train_epoch", "update_early_stopping", "run_loop",
     "WorkdirLock",
-    "fit", "evaluate", "predict", "ArrayLoader", "History",
+    "fit", "evaluate", "predict", "ArrayLoader", "History", "Callback", "SaveBest",
 ]

@@ -24,13 +24,17 @@ per-epoch lists, like Keras's ``History.history``) whose ``.state`` is the train
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Iterator
+import os
+import pathlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+import optax
 
 from jaxcnn.train import loop
 from jaxcnn.train import optim
@@ -160,6 +164,77 @@ class History(dict):
     return h
 
 
+class Callback:
+  """Hooks into :func:`fit`, as Keras callbacks; subclass and override the ones you need.
+
+  Every hook gets the state on the host (a :class:`TrainState`), so it may read or save it:
+
+  * ``on_train_begin(state)``: before the first step (the initial state);
+  * ``on_best(epoch, val_loss, state)``: each time the validation loss reaches a new minimum
+    (by more than ``early_stopping_min_delta``), with that epoch's state; called before that
+    epoch's ``on_epoch_end``;
+  * ``on_epoch_end(epoch, logs, state)``: after every epoch (1-based), ``logs`` in Keras' names
+    (``loss``, ``accuracy``, and ``val_loss``, ``val_accuracy``, ``val_top5`` when the epoch
+    was evaluated), with the state at the end of the epoch.
+  """
+
+  def on_train_begin(self, state: TrainState) -> None:
+    pass
+
+  def on_best(self, epoch: int, val_loss: float, state: TrainState) -> None:
+    pass
+
+  def on_epoch_end(self, epoch: int, logs: dict[str, float], state: TrainState) -> None:
+    pass
+
+
+class SaveBest(Callback):
+  """Saves the model whenever the validation loss falls (Keras'
+  ``ModelCheckpoint(save_best_only=True)``; the course's "save the model whenever validation
+  loss decreases").
+
+  Writes ``state.eval_variables`` (``{'params': ..., **collections}``, e.g. BatchNorm
+  statistics: the variables that scored that validation loss, i.e. the averaged ones under
+  EMA) with ``flax.serialization.to_bytes`` to ``path``, atomically (a temporary file renamed
+  over it), so a crash never leaves half a file. ``saves`` lists ``(epoch, val_loss)`` of every
+  save. Load it back with :meth:`load`, or use the variables with ``model.apply`` directly.
+  """
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = pathlib.Path(path)
+    self.saves: list[tuple[int, float]] = []
+
+  def on_best(self, epoch: int, val_loss: float, state: TrainState) -> None:
+    import flax.serialization  # pylint: disable=g-import-not-at-top
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = self.path.with_name(f".{self.path.name}.tmp")
+    tmp.write_bytes(flax.serialization.to_bytes(jax.device_get(state.eval_variables)))
+    os.replace(tmp, self.path)
+    self.saves.append((epoch, val_loss))
+
+  @staticmethod
+  def load(path: str | os.PathLike, state: TrainState) -> TrainState:
+    """``state`` (from :func:`fit`, without an averager or lookahead) with the variables saved
+    at ``path`` as its params and collections; ``state`` gives the tree's shape."""
+    import flax.serialization  # pylint: disable=g-import-not-at-top
+    if state.averager is not None or isinstance(state.params, optax.LookaheadParams):
+      raise ValueError("SaveBest.load fills a plain state; under an averager or lookahead, "
+                       "evaluate the saved variables with model.apply (they are the eval ones)")
+    variables = flax.serialization.from_bytes(jax.device_get(state.variables),
+                                              pathlib.Path(path).read_bytes())
+    variables = dict(variables)
+    params = variables.pop("params")
+    return state.replace(params=params, collections=variables)
+
+
+def _keras_logs(record: dict[str, Any]) -> dict[str, float]:
+  logs = {"loss": record["train_loss"], "accuracy": record["train_accuracy"]}
+  if record.get("eval_loss") is not None:
+    logs.update(val_loss=record["eval_loss"], val_accuracy=record["eval_accuracy"],
+                val_top5=record["eval_top5"])
+  return logs
+
+
 # fit's keyword arguments that are config keys, with their defaults.
 _FIT_DEFAULTS = dict(seed=0, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                      schedule="constant", label_smoothing=0.0, patience=0,
@@ -199,7 +274,7 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
         optimizer: str | optim.TxOrFactory | None = None, config: Any = None,
         init_fn: Any = None, averager: Any = None, loss_fn: Any = None, logits_fn: Any = None,
         state: TrainState | None = None, num_classes: int | None = None, verbose: int = 1,
-        **config_values: Any) -> History:
+        callbacks: Sequence[Callback] = (), **config_values: Any) -> History:
   """Trains ``model`` like ``keras.Model.fit``; returns a :class:`History` with ``.state``.
 
   ``fit`` runs the very loop of :func:`jaxcnn.train.train_and_evaluate` (:func:`run_loop` and
@@ -222,6 +297,7 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
     init_fn, averager, loss_fn, logits_fn: the hooks of :func:`train_and_evaluate`.
     state: continue training this state instead of initialising a new one.
     verbose: 0 silent, 1 a progress bar and one line per epoch.
+    callbacks: :class:`Callback` objects (e.g. :class:`SaveBest`), called in order.
     **config_values: config keys: ``learning_rate``, ``weight_decay``, ``schedule``,
       ``label_smoothing``, ``patience`` (> 0 stops when ``val_loss`` has not improved for this
       many evaluations and restores the best state), ``early_stopping_min_delta``,
@@ -264,16 +340,39 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
                             averager=averager)
   for loader in (train, val, test):
     _check_loader_labels(loader, state)
+  callbacks = list(callbacks)
+  for cb in callbacks:
+    if not isinstance(cb, Callback):
+      raise TypeError(f"`callbacks` holds a {type(cb).__name__}: each must be a "
+                      "jaxcnn.train.Callback (subclass it and override its hooks)")
+  if callbacks:  # run_loop reports new minima and epoch ends through save(); fit writes nothing
+    settings = dataclasses.replace(settings, checkpoint_every_epoch=True)
   engine = loop.make_engine(par, settings, train, val, label_smoothing=cfg.label_smoothing,
                             loss_fn=loss_fn, logits_fn=logits_fn)
   ls = loop.LoopState()  # the loop's own count; a given state keeps its step (and keys)
   best: list[Any] = []
+  epoch_end: list[Any] = [None]
 
-  def keep_best(placed: Any, is_best: bool) -> None:
-    if is_best and settings.patience:
-      best[:] = [jax.device_get(par.get_state(placed))]
+  def save(placed: Any, is_best: bool) -> None:
+    if is_best:
+      if settings.patience:
+        best[:] = [jax.device_get(par.get_state(placed))]
+      if callbacks:
+        host = par.get_state(placed)
+        for cb in callbacks:
+          cb.on_best(ls.best_epoch, ls.best_eval_loss, host)
+    elif ls.step % settings.steps_per_epoch == 0 or ls.step >= settings.total_steps:
+      epoch_end[0] = placed  # run_loop's epoch-end save; on_epoch_end follows
 
-  final = par.get_state(loop.run_loop(engine, par.put_state(state), ls, save=keep_best))
+  def on_epoch_end(record: dict[str, Any], _: Any) -> None:
+    host = par.get_state(epoch_end[0])
+    for cb in callbacks:
+      cb.on_epoch_end(int(record["epoch"]), _keras_logs(record), host)
+
+  for cb in callbacks:
+    cb.on_train_begin(state)
+  final = par.get_state(loop.run_loop(engine, par.put_state(state), ls, save=save,
+                                      on_epoch_end=on_epoch_end if callbacks else None))
   if best:
     final = jax.device_put(best[0])
   history = History.from_records(ls.history)
