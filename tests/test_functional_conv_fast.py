@@ -218,3 +218,20 @@ def test_tuned_conv_layer_with_bias_equals_the_plain_layer(_isolated_cache):
   jax.clear_caches()
   for got, want in zip(tuned, grad(x, w, b)):
     assert_close(got, want)
+
+
+def test_measurement_uses_at_most_measure_max_batch_examples(monkeypatch):
+  seen = []
+  real = _conv_fast._FORMS["xla"]
+
+  def spy(x, w, spec):
+    seen.append(x.shape[0])
+    return real(x, w, spec)
+
+  monkeypatch.setitem(_conv_fast._FORMS, "xla", spy)
+  monkeypatch.setattr(_conv_fast, "MEASURE_MAX_BATCH", 4)
+  spec = _conv_fast.ConvSpec(n=2, stride=(1, 1), pads=((1, 1), (1, 1)), dilation=(1, 1),
+                             groups=1, precision=None)
+  entry = _conv_fast.measure((50, 6, 6, 3), (3, 3, 3, 4), jnp.float32, spec, budget_s=0.01)
+  assert entry["batch"] == 4 and set(seen) == {4}
+  assert all(entry[p] in _conv_fast.FORMULATIONS for p in _conv_fast.PARTS)
