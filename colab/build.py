@@ -16,8 +16,8 @@ cells in front of every notebook, so they cannot drift apart:
 The notebooks are written without outputs, so they diff as cleanly as their sources.
 ``tests/test_notebooks.py`` checks they are in sync and runs each one in quick mode.
 
-    python colab/build.py          # rewrite colab/*.ipynb
-    python colab/build.py --check  # exit 1 if any notebook is out of date
+    python colab/build.py          # rewrite colab/*.ipynb and README.md's Colab table
+    python colab/build.py --check  # exit 1 if any of them is out of date
 """
 
 from __future__ import annotations
@@ -142,9 +142,68 @@ def sources() -> list[pathlib.Path]:
   return sorted(SOURCES.glob("*.py")) + lessons
 
 
+README = HERE.parent / "README.md"
+TABLE_START = "<!-- colab-notebooks: written by colab/build.py from NOTEBOOKS_SHOWN -->"
+TABLE_END = "<!-- /colab-notebooks -->"
+# README's Colab table: what each notebook shows and its quick-mode run time (JAXCNN_QUICK=1,
+# seconds, measured under Colab's versions on a 2-core CPU: README, Colab).
+NOTEBOOKS_SHOWN = {
+    "quickstart": ("a convolution three ways, a model summary, one training step by hand", 15),
+    "train_cifar10": ("the tutorial CNN and ResNet-20 on CIFAR-10 on the runtime's accelerator "
+                      "(bf16 on TPU/GPU): progress, curves, TensorBoard inline, a checkpoint "
+                      "reloaded", 45),
+    "speedrun": ("the airbench94 speed recipe (`cpu70` on a CPU, the published `airbench94` on "
+                 "a TPU/GPU), seeds back to back, accuracy and time per run", 20),
+    "lesson_photo_walk": ("lesson 1: a photo through conv, ReLU, pooling, dropout, dense, "
+                          "softmax", 14),
+    "lesson_conv_by_hand": ("lesson 2: the lecture's convolutions by hand, checked against "
+                            "numpy/scipy/jax", 9),
+    "lesson_shapes": ("lesson 3: output-shape and parameter formulas, the quizzes, model "
+                      "diagrams", 8),
+    "lesson_edge_filters": ("lesson 4: Sobel, Laplacian, the uint8 pitfall, border handling", 7),
+    "lesson_cifar10_cnn": ("lesson 5: the tutorial CNN trained: curves, filters, feature maps, "
+                           "confusion matrix", 18),
+    "lesson_mnist_mlp": ("lesson 6: an MLP with a validation split, the best model saved and "
+                         "tested", 14),
+    "lesson_mlp_vs_cnn": ("lesson 7: MLP vs CNN on centred and shifted digits", 8),
+    "lesson_augmentation": ("lesson 8: augmentation and invariance, measured", 12),
+    "lesson_stride_padding": ("lesson 9: stride, padding, 1x1 convs, global pooling", 36),
+    "lesson_what_cnns_learn": ("lesson 10: activation maximisation, saliency, Grad-CAM, "
+                               "occlusion", 39),
+    "lesson_features_during_training": ("lesson 11: filters, feature maps, dead ReLUs per "
+                                        "epoch", 20),
+    "lesson_architectures": ("the zoo: parameters, MACs and accuracy on one CPU budget", 46),
+}
+
+
+def readme_table() -> str:
+  """README's Colab table (between the markers), one row per notebook with its badge."""
+  names = [notebook_name(p) for p in sources()]
+  missing = [n for n in names if n not in NOTEBOOKS_SHOWN]
+  if missing:
+    raise ValueError(f"say what these notebooks show in NOTEBOOKS_SHOWN: {missing}")
+  order = [n for n in NOTEBOOKS_SHOWN if n in names]
+  rows = ["| open | notebook | what it shows | quick run |", "| --- | --- | --- | ---: |"]
+  rows += [f"| {badge(n)} | `colab/{n}.ipynb` | {NOTEBOOKS_SHOWN[n][0]} | "
+           f"{NOTEBOOKS_SHOWN[n][1]} s |" for n in order]
+  return "\n".join([TABLE_START, *rows, TABLE_END])
+
+
+def _with_table(readme: str) -> str:
+  start, end = readme.find(TABLE_START), readme.find(TABLE_END)
+  if start < 0 or end < start:
+    raise ValueError(f"README.md lacks the markers {TABLE_START!r} ... {TABLE_END!r}")
+  return readme[:start] + readme_table() + readme[end + len(TABLE_END):]
+
+
 def main(argv: list[str]) -> int:
   check = "--check" in argv
   stale = []
+  readme = README.read_text()
+  if _with_table(readme) != readme:
+    stale.append("README.md (Colab table)")
+    if not check:
+      README.write_text(_with_table(readme))
   for src in sources():
     target = HERE / f"{notebook_name(src)}.ipynb"
     text = build(src)
