@@ -178,20 +178,39 @@ def plot_accuracy_vs_macs(rows: dict[str, dict[str, float]], budget_s: float,
   params = np.array([r["params"] for r in rows.values()], float)
   sizes = 30 + 400 * np.sqrt(params / params.max())
   ax.scatter(macs, acc, s=sizes, alpha=0.6, color="tab:blue", edgecolor="black")
-  for name, x, y in zip(rows, macs, acc):
-    ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+  lo, hi = float(np.min(acc)), float(np.max(acc))
+  ax.set_ylim(max(0.0, lo - 5), min(100.0, hi + 5))
+  ax.set_xlim(macs.min() / 2, macs.max() * 3)
   ax.set_xscale("log")
   ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1e6:g}M"))
   ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.set_xlabel("multiply-accumulates per 32x32 image (log scale)")
   ax.set_ylabel("validation accuracy (%)")
-  ax.set_title(f"Accuracy after {budget_s:g} s of CPU training per model\n"
-               "(marker area ~ parameter count)")
+  ax.set_title(f"Validation accuracy after {budget_s:g} s of CPU training per model\n"
+               "(marker area ~ parameter count; label: how much of the data each model saw)",
+               fontsize=10)
   ax.grid(True, which="both", alpha=0.3)
-  lo, hi = float(np.min(acc)), float(np.max(acc))
-  ax.set_ylim(max(0.0, lo - 5), min(100.0, hi + 5))
-  ax.set_xlim(macs.min() / 2, macs.max() * 3)
   fig.tight_layout()
+  # Labels: right of the marker, else below it, else to its left: the first place inside the
+  # axes that overlaps no label placed before (close models, e.g. resnet56 and vgg16, would otherwise collide).
+  renderer = fig.canvas.get_renderer()
+  frame = ax.get_window_extent(renderer)
+  placed = []
+  for (name, r), x, y in sorted(zip(rows.items(), macs, acc), key=lambda t: -t[2]):
+    for dx, dy, ha, va in ((7, 3, "left", "bottom"), (7, -6, "left", "top"),
+                           (-7, 3, "right", "bottom"), (-7, -6, "right", "top")):
+      ann = ax.annotate(f"{name}\n{r['epochs']:.2g} epochs seen", (x, y), fontsize=8,
+                        textcoords="offset points", xytext=(dx, dy), ha=ha, va=va)
+      box = ann.get_window_extent(renderer)
+      inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+      if inside and not any(box.overlaps(b) for b in placed):
+        break
+      ann.remove()
+    else:
+      ann = ax.annotate(f"{name}\n{r['epochs']:.2g} epochs seen", (x, y), fontsize=8,
+                        textcoords="offset points", xytext=(7, 3))
+      box = ann.get_window_extent(renderer)
+    placed.append(box)
   if path is not None:
     fig.savefig(path)
   return fig

@@ -22,10 +22,9 @@ BENCHMARKS.md section 4 for what they reach on which machine:
   2-core CPU for the least training time to 70%, 80%, 85% validation accuracy.
 * ``tiny``: width 1/16, 2 steps: for tests.
 
-Measured 2026-12-01 on this project's 2-core AMD EPYC (jax 0.10.2) while the machine was shared
-(load average 8-10, so the times are slowed down), JPEG copy, train[:45000] / train[45000:],
-seeds 0-2: ``cpu70`` 71.38 ± 1.17% in 155 ± 6 s (106 s of it training). Details and the
-other points: BENCHMARKS.md section 4.
+Measured 2026-12-01 on this project's 2-core AMD EPYC (jax 0.10.2), idle machine, JPEG copy,
+train[:45000] / train[45000:], seeds 0-2: ``cpu70`` 70.83 ± 0.88% in 37.5 ± 1.9 s (26 s of it
+training), ``cpu80`` 80.33 ± 0.47% in 118.5 ± 2.2 s. Details: BENCHMARKS.md section 4.
 """
 
 import ml_collections
