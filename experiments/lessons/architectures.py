@@ -21,11 +21,25 @@ Command (the lessons runner; or call ``run`` directly)::
         --image-folder ../shared/data/cifar10_jpeg_train.tar.gz
     python -m experiments.lessons architectures --quick   # seconds, random data, tiny nets
 
-Hardware and run time: 10 models x 180 s of training + compilation and evaluation, planned to
-finish in under an hour on this project's 2-core CPU. NOT run in full yet: the measured table
-goes to BENCHMARKS.md when it is. What was measured (2026-12-01, 2 shared cores under load):
-``--quick`` (3 tiny nets on random data); and one real short run of ``bn_cnn`` alone with a
-20 s budget, reported in the note of the branch that added this lesson.
+Hardware and run time: 10 models x 180 s of training + compilation and evaluation: 41 minutes
+on this project's 2-core AMD EPYC (jax 0.10.2). Measured 2026-12-01, seed 0 (BENCHMARKS.md
+section 6: lenet5 and alexnet_cifar from the full run, the other eight re-run alone)::
+
+    model                    params     MACs/image  images/s  epochs  val acc
+    lenet5                   62,006        651,720    3186.7   12.75    56.7%
+    alexnet_cifar        20,344,650     32,821,248     327.3    1.31    44.3%
+    vgg11                 9,231,114    152,769,536     127.7    0.51    54.7%
+    vgg16                14,728,266    313,201,664      65.4    0.27    28.5%
+    resnet20                269,722     40,551,040     184.4    0.74    50.4%
+    resnet56                853,018    125,485,696      44.7    0.18    37.7%
+    preact_resnet18      11,171,146    555,422,720      33.7    0.14    18.7%
+    resnet9               6,573,120    379,261,952      54.1    0.22    47.6%
+    bn_cnn                   94,762     10,323,200     922.1    3.69    65.0%
+    speednet              1,971,640    118,147,360     177.0    0.71    71.4%
+
+One seed: a model that sees a fraction of an epoch moves by up to 11 points between runs (a
+run with a test suite beside it gave bn_cnn 53.7% and vgg11 46.1%), so read the ordering, not
+the decimals.
 
 The moral a full run shows on a CPU: under a fixed time budget the small, cheap nets reach the
 highest accuracy, and the landmark nets (VGG, ResNet-18: hundreds of MMACs per image) see only a

@@ -17,6 +17,11 @@ Expected: kuangliu/pytorch-cifar's README lists 95.11% test accuracy for PreActR
 93.02% for ResNet18) with this recipe, on the original lossless test set. NOT measured here:
 200 epochs of a 555M-MAC net do not fit the 2-core CPU. bfloat16 on an accelerator, float32 on
 CPU.
+
+Time on this project's 2-core AMD EPYC (jax 0.10.2, float32): PreAct ResNet-18 trains at 34 images/s
+(the architectures lesson, BENCHMARKS.md section 6), about 22 min per epoch of
+45,000 images, so the 200 epochs take about 74 hours there: run it on an accelerator
+(bf16) or a bigger CPU.
 """
 
 import ml_collections

@@ -22,6 +22,11 @@ ResNet-56, 6.43% for ResNet-110), on the original lossless CIFAR-10 test set. NO
 architectures lesson for its measured images/s). The JPEG copy is expected to land somewhat
 below the paper (see ../shared/data/README). ``dtype`` is bfloat16 on an accelerator, float32
 on CPU (where bfloat16 convolutions are slower).
+
+Time on this project's 2-core AMD EPYC (jax 0.10.2, float32): ResNet-20 trains at 184 images/s
+(the architectures lesson, BENCHMARKS.md section 6), about 4 min per epoch of
+45,000 images, so the 182 epochs take about 12 hours there: run it on an accelerator
+(bf16) or a bigger CPU.
 """
 
 import ml_collections
