@@ -87,3 +87,21 @@ def test_save_best_load_refuses_an_averaged_state(tmp_path):
   for got, want in zip(jax.tree.leaves(variables["params"]),
                        jax.tree.leaves(jax.device_get(h.state.eval_variables["params"]))):
     np.testing.assert_array_equal(got, want)  # the averaged (evaluated) params
+
+
+def test_states_given_to_callbacks_stay_valid_after_later_steps():
+  x, y = _data()
+  kept = []
+
+  class Keep(Callback):
+    def on_train_begin(self, state):
+      kept.append(state)
+
+    def on_epoch_end(self, epoch, logs, state):
+      kept.append(state)
+
+  fit(L.Sequential([L.Flatten(), L.Dense(2)]), (x, y), epochs=3, batch_size=16,
+      optimizer=optax.sgd(0.5), verbose=0, callbacks=[Keep()])
+  kernels = [np.concatenate([np.ravel(l) for l in jax.tree.leaves(s.params)]) for s in kept]
+  assert [int(s.step) for s in kept] == [0, 4, 8, 12]
+  assert all(not np.array_equal(a, b) for a, b in zip(kernels, kernels[1:]))

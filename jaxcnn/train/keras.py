@@ -167,7 +167,8 @@ class History(dict):
 class Callback:
   """Hooks into :func:`fit`, as Keras callbacks; subclass and override the ones you need.
 
-  Every hook gets the state on the host (a :class:`TrainState`), so it may read or save it:
+  Every hook gets a copy of the state on the host (a :class:`TrainState` of numpy arrays, so
+  it stays valid after the next step, which reuses the device buffers), to read, keep or save:
 
   * ``on_train_begin(state)``: before the first step (the initial state);
   * ``on_best(epoch, val_loss, state)``: each time the validation loss reaches a new minimum
@@ -358,19 +359,21 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
       if settings.patience:
         best[:] = [jax.device_get(par.get_state(placed))]
       if callbacks:
-        host = par.get_state(placed)
+        host = jax.device_get(par.get_state(placed))
         for cb in callbacks:
           cb.on_best(ls.best_epoch, ls.best_eval_loss, host)
     elif ls.step % settings.steps_per_epoch == 0 or ls.step >= settings.total_steps:
       epoch_end[0] = placed  # run_loop's epoch-end save; on_epoch_end follows
 
   def on_epoch_end(record: dict[str, Any], _: Any) -> None:
-    host = par.get_state(epoch_end[0])
+    host = jax.device_get(par.get_state(epoch_end[0]))
     for cb in callbacks:
       cb.on_epoch_end(int(record["epoch"]), _keras_logs(record), host)
 
-  for cb in callbacks:
-    cb.on_train_begin(state)
+  if callbacks:
+    host = jax.device_get(state)
+    for cb in callbacks:
+      cb.on_train_begin(host)
   final = par.get_state(loop.run_loop(engine, par.put_state(state), ls, save=save,
                                       on_epoch_end=on_epoch_end if callbacks else None))
   if best:
