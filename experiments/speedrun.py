@@ -13,13 +13,12 @@ results. Everything but flag parsing is :class:`jaxcnn.speedrun.Speedrun`.
 
 import json
 import os
-import platform
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxcnn import xla_flags
+from jaxcnn import runtime, xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/speedrun.py", "experiments/configs/speedrun.py[:variant]",
@@ -36,17 +35,6 @@ _NPZ = flags.DEFINE_string("npz", None, "An .npz with x_train, y_train, x_eval, 
 _JSON = flags.DEFINE_string("json", None, "Write the per-run results and the summary here.")
 _XLA_CPU_TUNING = flags.DEFINE_bool(
     "xla_cpu_tuning", True, "Add jaxcnn.xla_flags.RECOMMENDED_CPU_FLAGS (CPU only).")
-
-
-def _cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def main(argv: list[str]) -> None:
@@ -76,7 +64,7 @@ def main(argv: list[str]) -> None:
     source = f"{folder or 'tfds'} {train_split} / {eval_split}"
   print(f"speedrun {config.variant}: {source}; {len(train['label'])} train, "
         f"{len(evaluation['label'])} eval images; {jax.devices()[0].device_kind} "
-        f"({_cpu_model()}), jax {jax.__version__}")
+        f"({runtime.cpu_model()}), jax {jax.__version__}")
   runner = speedrun.Speedrun(config, train, evaluation)
   print(f"  {runner.total_steps} steps of batch {runner.batch_size} "
         f"({runner.total_steps / runner.steps_per_epoch:.2f} epochs), dtype {config.dtype}, "
@@ -96,7 +84,7 @@ def main(argv: list[str]) -> None:
         f"  runs >= {100 * s['target']:.0f}%: {100 * s['fraction_at_target']:.0f}%")
   if _JSON.value:
     record = {"config": json.loads(config.to_json_best_effort()), "source": source,
-              "device": jax.devices()[0].device_kind, "cpu": _cpu_model(),
+              "device": jax.devices()[0].device_kind, "cpu": runtime.cpu_model(),
               "jax": jax.__version__, "argv": sys.argv, "summary": s,
               "runs": [{k: v for k, v in vars(r).items() if k != "state"} for r in results]}
     with open(_JSON.value, "w") as f:

@@ -1,0 +1,51 @@
+"""The benchmark scripts' own logic: the Winograd formulation is exact, the epoch bench runs
+the commands it names."""
+
+import argparse
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import bench_epochs, bench_winograd
+from jaxcnn import functional as F
+
+
+@pytest.mark.parametrize("shape,c_out,pad", [((2, 7, 9, 3), 4, 0), ((1, 8, 8, 5), 6, 1),
+                                             ((2, 5, 6, 2), 3, 1)])
+def test_winograd_equals_conv_in_values_and_gradients(shape, c_out, pad):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, shape[-1], c_out)), jnp.float32)
+  ref = lambda x, w: F.conv(x, w, padding=pad)  # noqa: E731
+  win = lambda x, w: bench_winograd.winograd_conv3x3(x, w, pad)  # noqa: E731
+  y_ref, y_win = ref(x, w), win(x, w)
+  assert y_win.shape == y_ref.shape
+  np.testing.assert_allclose(y_win, y_ref, rtol=1e-5, atol=1e-5)
+  g = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float32)
+  for a, b in zip(jax.vjp(win, x, w)[1](g), jax.vjp(ref, x, w)[1](g)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_bench_epochs_commands_name_real_modules_and_configs(tmp_path):
+  root = Path(bench_epochs.__file__).resolve().parent.parent
+  args = argparse.Namespace(image_folder="data.tar.gz", epochs=3)
+  for row in bench_epochs.ROWS:
+    cmd = bench_epochs._command(row, args, tmp_path)
+    module = cmd[cmd.index("-m") + 1]
+    assert (root / (module.replace(".", "/") + ".py")).exists(), module
+    assert "3" in cmd or "--config.num_epochs=3" in cmd
+  assert "channels_last" in bench_epochs._command("torch_cl", args, tmp_path)
+  with pytest.raises(ValueError, match="'nope'"):
+    bench_epochs._command("nope", args, tmp_path)
+
+
+def test_bench_epochs_refuses_one_epoch_and_unknown_rows(capsys):
+  with pytest.raises(SystemExit):
+    bench_epochs.main(["--image-folder", "x", "--epochs", "1"])
+  assert "--epochs must be >= 2" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    bench_epochs.main(["--image-folder", "x", "--rows", "jaxcnn,pytorch"])
+  assert "unknown row 'pytorch'" in capsys.readouterr().err
