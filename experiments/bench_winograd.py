@@ -35,7 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from jaxcnn import runtime  # noqa: E402
+from jaxcnn import xla_flags  # noqa: E402
 
 # Lavin & Gray's F(2x2, 3x3) matrices (cross-correlation, as CNN layers compute).
 B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -114,7 +114,7 @@ def main(argv=None):
   parser.add_argument("--reps", type=int, default=15, help="alternated calls per candidate")
   args = parser.parse_args(argv)
   rng = np.random.default_rng(0)
-  print(f"host: {runtime.cpu_model()}, {os.cpu_count()} CPUs, jax {jax.__version__}; min over {args.reps} alternated calls, ms")
+  print(f"host: {xla_flags.cpu_model()}, {os.cpu_count()} CPUs, jax {jax.__version__}; min over {args.reps} alternated calls, ms")
   print("| layer | x shape -> C_out, pad | max rel. error fwd / dx / dw | XLA fwd | Winograd fwd "
         "| XLA dx | Winograd dx | XLA dw | Winograd dw | Winograd / XLA, sum of 3 parts |")
   print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

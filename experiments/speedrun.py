@@ -18,7 +18,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxcnn import runtime, xla_flags
+from jaxcnn import xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/speedrun.py", "experiments/configs/speedrun.py[:variant]",
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> None:
     source = f"{folder or 'tfds'} {train_split} / {eval_split}"
   print(f"speedrun {config.variant}: {source}; {len(train['label'])} train, "
         f"{len(evaluation['label'])} eval images; {jax.devices()[0].device_kind} "
-        f"({runtime.cpu_model()}), jax {jax.__version__}")
+        f"({xla_flags.cpu_model()}), jax {jax.__version__}")
   runner = speedrun.Speedrun(config, train, evaluation)
   print(f"  {runner.total_steps} steps of batch {runner.batch_size} "
         f"({runner.total_steps / runner.steps_per_epoch:.2f} epochs), dtype {config.dtype}, "
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> None:
         f"  runs >= {100 * s['target']:.0f}%: {100 * s['fraction_at_target']:.0f}%")
   if _JSON.value:
     record = {"config": json.loads(config.to_json_best_effort()), "source": source,
-              "device": jax.devices()[0].device_kind, "cpu": runtime.cpu_model(),
+              "device": jax.devices()[0].device_kind, "cpu": xla_flags.cpu_model(),
               "jax": jax.__version__, "argv": sys.argv, "summary": s,
               "runs": [{k: v for k, v in vars(r).items() if k != "state"} for r in results]}
     with open(_JSON.value, "w") as f:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import platform
 import statistics
 import threading
 import time
@@ -85,13 +84,8 @@ def host_key() -> str:
   """What a measurement depends on besides the shape: backend, CPU, versions, XLA_FLAGS."""
   import jax  # pylint: disable=g-import-not-at-top
   import jaxlib  # pylint: disable=g-import-not-at-top
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-  except OSError:
-    pass
-  return (f"{jax.default_backend()}|{cpu}|{os.cpu_count()} cores|jax {jax.__version__}|"
+  from jaxcnn import xla_flags  # pylint: disable=g-import-not-at-top  (jax-free)
+  return (f"{jax.default_backend()}|{xla_flags.cpu_model()}|{os.cpu_count()} cores|jax {jax.__version__}|"
           f"jaxlib {jaxlib.__version__}|XLA_FLAGS={os.environ.get('XLA_FLAGS', '').strip()}")
 
 

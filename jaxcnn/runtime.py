@@ -10,23 +10,10 @@ from __future__ import annotations
 
 import glob
 import os
-import platform
 import shutil
 from collections.abc import Callable
 
 import jax
-
-
-def cpu_model() -> str:
-  """The host CPU's model name (``/proc/cpuinfo``), for benchmark headers: e.g. ``'AMD EPYC'``."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine() or "unknown"
 
 
 def machine_accelerator() -> str | None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import pathlib
+import platform
 import sys
 
 YNNPACK_OFF = "--xla_cpu_experimental_ynn_fusion_type="
@@ -54,13 +55,24 @@ APPLIED_AT_IMPORT: tuple[str, ...] = ()
 COMPILATION_CACHE_DIR: str | None = None
 
 
-def cpu_vendor() -> str:
-  """``'GenuineIntel'``, ``'AuthenticAMD'``, ... (``''`` where /proc/cpuinfo is absent)."""
+def _cpuinfo_field(name: str) -> str:
+  """The first ``name : value`` of /proc/cpuinfo (``''`` where it is absent)."""
   try:
     with open("/proc/cpuinfo") as f:
-      return next((l.split(":", 1)[1].strip() for l in f if l.startswith("vendor_id")), "")
+      return next((l.split(":", 1)[1].strip() for l in f if l.startswith(name)), "")
   except OSError:
     return ""
+
+
+def cpu_vendor() -> str:
+  """``'GenuineIntel'``, ``'AuthenticAMD'``, ... (``''`` where /proc/cpuinfo is absent)."""
+  return _cpuinfo_field("vendor_id")
+
+
+def cpu_model() -> str:
+  """The CPU's model name, e.g. ``'AMD EPYC'``, for benchmark headers and the tuning cache."""
+  return (_cpuinfo_field("model name") or platform.processor() or platform.machine()
+          or "unknown")
 
 
 def recommended_cpu_flags(jaxlib_version: str | None = None,
