@@ -85,7 +85,8 @@ def host_key() -> str:
   import jax  # pylint: disable=g-import-not-at-top
   import jaxlib  # pylint: disable=g-import-not-at-top
   from jaxcnn import xla_flags  # pylint: disable=g-import-not-at-top  (jax-free)
-  return (f"{jax.default_backend()}|{xla_flags.cpu_model()}|{os.cpu_count()} cores|jax {jax.__version__}|"
+  return (f"{jax.default_backend()}|{xla_flags.cpu_model()}|{os.cpu_count()} cores|"
+          f"jax {jax.__version__}|"
           f"jaxlib {jaxlib.__version__}|XLA_FLAGS={os.environ.get('XLA_FLAGS', '').strip()}")
 
 
