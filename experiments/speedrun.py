@@ -1,14 +1,14 @@
 """Trains the airbench94 speed recipe for N seeds back to back and reports accuracy and time.
 
-    python -m experiments.speedrun --config experiments/configs/speedrun.py:cpu70 --runs 3 \
+    python -m experiments.speedrun --config speedrun:cpu70 --runs 3 \
         --image-folder ../shared/data/cifar10_jpeg_train.tar.gz [--config.<key>=<value> ...]
 
 Per run: the TTA validation accuracy and the time, as airbench94_muon.py times it (the data
 already on the device; whitening init + training + final TTA evaluation; compilation excluded
 and printed on its own; no per-epoch evaluation, checkpoints or plots). Then mean ± std over the
-runs and the fraction of runs at or above ``config.target``. Each line also shows
+runs and the fraction of runs at or above ``config.recipe.target``. Each line also shows
 ``os.getloadavg()`` (a busy shared machine slows a timed run). ``--json PATH`` writes the
-results. Everything but flag parsing is :class:`jaxcnn.speedrun.Speedrun`.
+results. Everything but flag parsing is :class:`jaxcnn.recipes.airbench.Speedrun`.
 """
 
 import json
@@ -18,11 +18,11 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxcnn import xla_flags
+from jaxcnn import configs, xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/speedrun.py", "experiments/configs/speedrun.py[:variant]",
-    lock_config=True)
+    "config", configs.path("speedrun"), "speedrun[:variant] (jaxcnn/configs/speedrun.py), or a "
+    "config file by path", lock_config=True)
 _RUNS = flags.DEFINE_integer("runs", 1, "Seeds to train back to back (config.seed, +1, ...).")
 _TRAIN = flags.DEFINE_string("train-split", None, "Train split (default config.data.train_split, "
                              "train[:45000]; 'train' for all 50,000).")
@@ -46,9 +46,12 @@ def main(argv: list[str]) -> None:
     xla_flags.apply_recommended_cpu_flags()  # before JAX's first computation
   import jax
   import numpy as np
-  from jaxcnn import data, speedrun
+  from jaxcnn import data
+  from jaxcnn.recipes import airbench
+  from jaxcnn.train import config as config_lib
 
-  config = _CONFIG.value
+  config = config_lib.validate(_CONFIG.value)
+  recipe = config.recipe
   train_split = _TRAIN.value or config.data.train_split
   eval_split = _EVAL.value or config.data.eval_split
   if _NPZ.value:
@@ -62,13 +65,13 @@ def main(argv: list[str]) -> None:
                                           data_dir=config.data.data_dir)
     train, evaluation = load(train_split), load(eval_split)
     source = f"{folder or 'tfds'} {train_split} / {eval_split}"
-  print(f"speedrun {config.variant}: {source}; {len(train['label'])} train, "
+  print(f"speedrun {recipe['variant']}: {source}; {len(train['label'])} train, "
         f"{len(evaluation['label'])} eval images; {jax.devices()[0].device_kind} "
         f"({xla_flags.cpu_model()}), jax {jax.__version__}")
-  runner = speedrun.Speedrun(config, train, evaluation)
+  runner = airbench.Speedrun(config, train, evaluation)
   print(f"  {runner.total_steps} steps of batch {runner.batch_size} "
         f"({runner.total_steps / runner.steps_per_epoch:.2f} epochs), dtype {config.dtype}, "
-        f"width x{config.model_kwargs.width_mult}, depth {config.model_kwargs.depth}")
+        f"width x{config.model_kwargs['width_mult']}, depth {config.model_kwargs['depth']}")
   results = []
   for i in range(_RUNS.value):
     r = runner.run(int(config.seed) + i)
@@ -78,12 +81,12 @@ def main(argv: list[str]) -> None:
           f"(whiten {r.whiten_seconds:.2f} + train {r.train_seconds:.2f} + tta eval "
           f"{r.eval_seconds:.2f}); compile {r.compile_seconds:.1f}s (excluded); "
           f"loadavg {load}", flush=True)
-  s = speedrun.summarize(results, float(config.target))
+  s = airbench.summarize(results, float(recipe["target"]))
   print(f"{s['runs']} runs: accuracy {100 * s['accuracy_mean']:.2f} ± "
         f"{100 * s['accuracy_std']:.2f}%  time {s['seconds_mean']:.2f} ± {s['seconds_std']:.2f}s"
         f"  runs >= {100 * s['target']:.0f}%: {100 * s['fraction_at_target']:.0f}%")
   if _JSON.value:
-    record = {"config": json.loads(config.to_json_best_effort()), "source": source,
+    record = {"config": config.to_dict(), "source": source,
               "device": jax.devices()[0].device_kind, "cpu": xla_flags.cpu_model(),
               "jax": jax.__version__, "argv": sys.argv, "summary": s,
               "runs": [{k: v for k, v in vars(r).items() if k != "state"} for r in results]}
@@ -92,4 +95,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, argv=configs.resolve_argv(sys.argv))

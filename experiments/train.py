@@ -1,14 +1,16 @@
-"""Trains a model from an ml_collections config; re-running the same command resumes.
+"""Trains a model from a config; re-running the same command resumes.
 
-    python -m experiments.train --config experiments/configs/cifar10_tutorial.py \
-        --workdir runs/cifar10_tutorial [--config.<key>=<value> ...]
+    python -m experiments.train --config cifar10_tutorial --workdir runs/cifar10_tutorial \
+        [--config.<key>=<value> ...]
+
+``--config`` takes a shipped config by name (``jaxcnn/configs/<name>.py``, with an optional
+``:arg`` for its ``get_config``) or a config file by path.
 
 This script only parses flags and turns a user's mistake into one line (``--traceback`` for the
 stack); everything else is :func:`jaxcnn.train.train_and_evaluate`.
 """
 
 import difflib
-import inspect
 import os
 import pathlib
 import re
@@ -22,11 +24,14 @@ from jaxcnn import xla_flags
 from jaxcnn._errors import brief
 from jaxcnn.data import (DatasetNotFoundError, TensorFlowMissingError, check_splits_disjoint,
                          resolve_source)
-from jaxcnn.train import NonFiniteError, train_and_evaluate, validate_config
+from jaxcnn import configs, recipes
+from jaxcnn.train import NonFiniteError, train_and_evaluate
+from jaxcnn.train import config as config_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file (experiments/configs/*.py).", lock_config=True)
+    "config", None, "A shipped config by name (cifar10_tutorial, mnist_mlp, ...; see "
+    "jaxcnn/configs) or a config file by path.", lock_config=True)
 _XLA_CPU_TUNING = flags.DEFINE_bool(
     "xla_cpu_tuning", True,
     "Add jaxcnn.xla_flags.RECOMMENDED_CPU_FLAGS to XLA_FLAGS (faster CNN training on CPU; "
@@ -51,16 +56,8 @@ def _fail(message: str, code: int = 1):
 # ------------------------------------------------------------------------------ flag parsing
 
 def _config_keys() -> list[str]:
-  """Every dotted key of the reference config (all configs share its keys)."""
-  from jaxcnn.configs import cifar10_tutorial  # pylint: disable=g-import-not-at-top
-
-  def walk(node, prefix):
-    for k, v in node.items():
-      if hasattr(v, "items"):
-        yield from walk(v, f"{prefix}{k}.")
-      yield f"{prefix}{k}"
-
-  return list(walk(cifar10_tutorial.get_config(), ""))
+  """Every dotted key of the schema (jaxcnn.train.config)."""
+  return list(config_lib.fields())
 
 
 def _unknown_key_message(e: BaseException, argv: list[str]) -> str | None:
@@ -80,7 +77,7 @@ def _unknown_key_message(e: BaseException, argv: list[str]) -> str | None:
   else:
     close = difflib.get_close_matches(path, _config_keys(), n=1, cutoff=0.6)
   hint = (f"did you mean `--config.{close[0]}`?" if close else
-          "the keys are documented in jaxcnn/configs/cifar10_tutorial.py")
+          "the keys are documented in jaxcnn/train/config.py")
   return f"unknown config key `{path}` (in `--config.{path}=...`); {hint}"
 
 
@@ -138,33 +135,6 @@ def _check_workdir(workdir: str) -> pathlib.Path:
   return path
 
 
-def _expand_paths(config) -> None:
-  """``~`` in the data paths means the home directory, as in a shell."""
-  for key in ("data_dir", "image_folder"):
-    value = config.data.get(key)
-    if isinstance(value, str) and value.startswith("~"):
-      with config.unlocked():
-        config.data[key] = os.path.expanduser(value)
-
-
-def _check_model_kwargs(config) -> None:
-  from jaxcnn import models  # pylint: disable=g-import-not-at-top
-  factory = models.MODELS.get(config.model)
-  kwargs = dict(config.get("model_kwargs") or {})
-  if factory is None or not kwargs:
-    return
-  params = inspect.signature(factory).parameters
-  if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-    return
-  takes = [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY
-           and n not in ("num_classes", "dtype", "axis_name")]
-  for key in kwargs:
-    if key not in takes:
-      raise UserError(f"`model_kwargs.{key}` is not an argument of model {config.model!r} "
-                      f"(it takes: {', '.join(takes) or 'none'}); use a config written for "
-                      f"{config.model!r}")
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     # absl's UsageError would print the whole module docstring above the one line that matters.
@@ -189,15 +159,12 @@ def main(argv: list[str]) -> None:
   # Errors a user causes (a bad value, missing data, a diverging run, a path that cannot be
   # used) name the problem and what to do: print that alone. Anything else keeps its traceback.
   try:
-    config = _load_config()
-    _expand_paths(config)
-    validate_config(config)
-    _check_model_kwargs(config)
+    config = config_lib.validate(_load_config())
     check_splits_disjoint(config.data.name, config.data.train_split, config.data.eval_split)
-    resolve_source(config.data.get("source", "auto"), image_folder=config.data.get("image_folder"),
-                   data_dir=config.data.get("data_dir"))
+    resolve_source(config.data.source, image_folder=config.data.image_folder,
+                   data_dir=config.data.data_dir)
     workdir = _check_workdir(_WORKDIR.value)
-    train_and_evaluate(config, workdir)
+    train_and_evaluate(config, workdir, **recipes.hooks(config))
   except KeyboardInterrupt:
     if _TRACEBACK.value:
       raise
@@ -234,4 +201,8 @@ def _interrupted_message(workdir: pathlib.Path | None) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  try:
+    argv = configs.resolve_argv(sys.argv)
+  except ValueError as e:
+    _fail(str(e))
+  app.run(main, argv=argv, flags_parser=_parse_flags)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import bench_epochs, bench_winograd
+from experiments.benchmarks import bench_epochs, bench_winograd
 from jaxcnn import functional as F
 
 

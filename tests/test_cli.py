@@ -10,7 +10,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _train(*args, tmp_path):
   return subprocess.run(
       [sys.executable, "-m", "experiments.train",
-       "--config", "experiments/configs/cifar10_tutorial.py", "--workdir", str(tmp_path), *args],
+       "--config", "jaxcnn/configs/cifar10_tutorial.py", "--workdir", str(tmp_path), *args],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = "experiments/configs/cifar10_tutorial.py"
+CONFIG = "jaxcnn/configs/cifar10_tutorial.py"
 HINT = "(--traceback shows where it was raised)"
 
 
@@ -70,7 +70,7 @@ def test_stray_positional_argument(tmp_path):
 
 
 def test_missing_config_file(tmp_path):
-  _one_line_error(_cli(config="experiments/configs/cifar10_tutrial.py", workdir=tmp_path),
+  _one_line_error(_cli(config="jaxcnn/configs/cifar10_tutrial.py", workdir=tmp_path),
                   "cifar10_tutrial.py", "No such file")
 
 

@@ -1,4 +1,4 @@
-"""The user-mistakes sweep (experiments/mistakes.py, issue 8) as a test: no raw, no silent case.
+"""The user-mistakes sweep (tests/mistakes_sweep.py, issue 8) as a test: no raw, no silent case.
 
 The fast test runs the functional-op and layer/model cases that belong to one of the issue's
 classes (traced only, nothing trains: a few seconds), strictly. The slow one runs every case that
@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from experiments import mistakes
+from tests import mistakes_sweep as mistakes
 
 FAST_AREAS = ("functional", "layers")
 # Raw after the fixes of issue 8 outside jaxcnn/train; each is fixed in jaxcnn/train/keras.py,

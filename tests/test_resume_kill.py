@@ -23,8 +23,9 @@ import pytest
 from flax import serialization
 from PIL import Image
 
-from experiments.configs import mnist_mlp
-from jaxcnn.train import Checkpointer, create_train_state, make_model, make_optimizer
+from jaxcnn.configs import mnist_mlp
+from jaxcnn.train import Checkpointer, create_train_state, make_optimizer, validate
+from jaxcnn.train.run import make_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -67,7 +68,7 @@ def _write_mnist_like(root: pathlib.Path) -> None:
 
 def _command(workdir: pathlib.Path, data: pathlib.Path) -> list[str]:
   return ([sys.executable, "-m", "experiments.train",
-           "--config", "experiments/configs/mnist_mlp.py", "--workdir", str(workdir),
+           "--config", "jaxcnn/configs/mnist_mlp.py", "--workdir", str(workdir),
            f"--config.data.image_folder={data}"]
           + [f"--config.{k}={v}" for k, v in OVERRIDES.items()])
 
@@ -119,7 +120,7 @@ def _final_state(workdir: pathlib.Path):
   config.model_kwargs.hidden = (16,)
   config.batch_size = 8
   model = make_model(config, num_classes=10)
-  tx = make_optimizer(config, NUM_STEPS, STEPS_PER_EPOCH)
+  tx = make_optimizer(validate(config), NUM_STEPS, STEPS_PER_EPOCH)
   template = create_train_state(model, jax.random.PRNGKey(config.seed), (1, 28, 28, 1), tx)
   ckpt = Checkpointer(workdir / "checkpoints", async_save=False)
   try:

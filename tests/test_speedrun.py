@@ -1,4 +1,4 @@
-"""Tests of the airbench94 speed recipe (jaxcnn.speedrun, experiments/configs/speedrun.py).
+"""Tests of the airbench94 speed recipe (jaxcnn.recipes.airbench, jaxcnn/configs/speedrun.py).
 
 Layers: the whitening layer against a numpy eigendecomposition of loop-built patches; the TTA
 against a hand-built weighted average of the 6 views; airbench's Muon and PyTorch's coupled
@@ -18,9 +18,10 @@ import numpy as np
 import optax
 import pytest
 
-from experiments.configs import speedrun as speedrun_config
+from jaxcnn.configs import speedrun as speedrun_config
 from jaxcnn import data as data_lib
-from jaxcnn import speedrun
+from jaxcnn.recipes import airbench as speedrun
+from jaxcnn.train import optim, validate
 from jaxcnn.data import augment as augment_lib
 from jaxcnn.models import SpeedNet, whitening_kernel
 
@@ -89,14 +90,14 @@ def test_tta_is_the_weighted_mean_of_airbench_six_views():
   t1, t2 = padded[:, 0:6, 0:6, :], padded[:, 2:8, 2:8, :]  # airbench's two translations
   level1 = lambda x: 0.5 * f_np(x) + 0.5 * f_np(flip(x))
   expected = 0.5 * level1(images) + 0.5 * (0.5 * level1(t1) + 0.5 * level1(t2))
-  got = speedrun.tta_logits(apply, jnp.asarray(images), level=2)
+  got = speedrun.tta(2)(apply, jnp.asarray(images))
   np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(np.asarray(speedrun.tta_logits(apply, jnp.asarray(images), 1)),
+  np.testing.assert_allclose(np.asarray(speedrun.tta(1)(apply, jnp.asarray(images))),
                              level1(images), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(np.asarray(speedrun.tta_logits(apply, jnp.asarray(images), 0)),
+  np.testing.assert_allclose(np.asarray(speedrun.tta(0)(apply, jnp.asarray(images))),
                              f_np(images), rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match=r"`tta_level` \(=3\) must be 0, 1 or 2"):
-    speedrun.tta_logits(apply, jnp.asarray(images), 3)
+    speedrun.tta(3)
 
 
 # -- augmentation ------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ def test_tta_is_the_weighted_mean_of_airbench_six_views():
 
 def test_augmentation_is_the_engines_alternating_flip_then_reflect_translate():
   cfg = speedrun_config.get_config()
-  spec = speedrun.augment_spec(cfg.data)
+  spec = speedrun.augment_spec(cfg.recipe)
   assert spec == (("alternating_flip", {}), ("crop", {"padding": 2, "mode": "reflect"}))
   # Without the translation: every image is mirrored in exactly one of two consecutive epochs.
   aug = augment_lib.make_augment(speedrun.augment_spec({"flip": True, "translate": 0}), seed=3)
@@ -139,7 +140,7 @@ def test_airbench_muon_two_steps_match_a_transcription(shape):
   p0 = rng.normal(size=shape).astype(np.float32)
   grads = [rng.normal(size=shape).astype(np.float32) for _ in range(2)]
   lr, m = 0.24, 0.6
-  tx = speedrun.airbench_muon(lr, momentum=m, ns_steps=3, ns_dtype=jnp.float32)
+  tx = optim.muon_renormalized(lr, m, ns_steps=3, ns_dtype=jnp.float32)
   params = {"k": jnp.asarray(p0)}
   state = tx.init(params)
   to_oihw = lambda k: np.transpose(k, (3, 2, 0, 1))
@@ -155,7 +156,7 @@ def test_airbench_muon_two_steps_match_a_transcription(shape):
 
 
 def test_airbench_muon_needs_params():
-  tx = speedrun.airbench_muon(0.1)
+  tx = optim.muon_renormalized(0.1)
   p = {"k": jnp.ones((3, 3, 2, 2))}
   with pytest.raises(ValueError, match="call tx.update"):
     tx.update(p, tx.init(p))
@@ -163,7 +164,7 @@ def test_airbench_muon_needs_params():
 
 def test_sgd_coupled_matches_pytorch_sgd_nesterov():
   lr, m, wd = 0.1, 0.85, 0.05
-  tx = speedrun.sgd_coupled(lr, m, wd)
+  tx = optim.sgd_nesterov(lr, m, wd, coupled=True)
   p = np.array([1.0, -2.0, 0.5])
   params = jnp.asarray(p, jnp.float32)
   state = tx.init(params)
@@ -288,9 +289,9 @@ AIRBENCH = (pathlib.Path(__file__).resolve().parents[1] / ".peers" / "airbench"
 def test_airbench_patch_reads_the_npz(tmp_path, monkeypatch):
   if not AIRBENCH.is_file():
     pytest.skip(f"{AIRBENCH} is absent (fetched only for the GPU comparison; see "
-                "experiments/gpu_speedrun_vs_airbench.sh)")
+                "experiments/gpu/gpu_speedrun_vs_airbench.sh)")
   torch = pytest.importorskip("torch")
-  from experiments import gpu_airbench_npz
+  from experiments.gpu import gpu_airbench_npz
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
   y = rng.integers(0, 10, 30)

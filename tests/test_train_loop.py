@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from experiments.configs import cifar10_tutorial, mnist_mlp
-from jaxcnn.train import ArrayLoader, Checkpointer, NonFiniteError, evaluate, fit, loop, predict
-from jaxcnn.train import train_and_evaluate, train_step
+from jaxcnn.configs import cifar10_tutorial, mnist_mlp
+from jaxcnn.train import Checkpointer, NonFiniteError, evaluate, fit, loop, predict, run
+from jaxcnn.train import create_train_state, train_and_evaluate, train_step, validate
+from jaxcnn.train.keras import ArrayLoader
 
 RECORD_KEYS = {"epoch", "step", "train_loss", "train_accuracy", "eval_loss", "eval_accuracy",
                "eval_top5", "epoch_seconds", "train_images_per_sec"}
@@ -100,7 +101,7 @@ class _NanAtStep(_CrashingLoader):
 
 
 def _use_loaders(monkeypatch, train, evaluation):
-  monkeypatch.setattr(loop, "make_loaders", lambda config, info, **kw: (train, evaluation))
+  monkeypatch.setattr(run, "make_loaders", lambda config, info, **kw: (train, evaluation))
 
 
 def _train_loader(seed=0, label=None):
@@ -179,8 +180,8 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
   assert isinstance(info.value, FloatingPointError) and info.value.step == 5
   ckpt = Checkpointer(tmp_path / "checkpoints")
   assert ckpt.latest_step() == 4  # the NaN state (step 6) was never saved
-  template = loop.create_train_state(loop.make_model(config, 10), jax.random.PRNGKey(0),
-                                     (1, 28, 28, 1), loop.optim.make_optimizer(config))
+  template = create_train_state(run.make_model(config, 10), jax.random.PRNGKey(0),
+                                (1, 28, 28, 1), loop.optim.make_optimizer(validate(config)))
   state, meta = ckpt.restore(template)
   assert int(state.step) == 4 and meta["step"] == 4
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
@@ -202,7 +203,7 @@ def test_bad_config_values_fail_before_any_data_is_read(key, value, match, tmp_p
   def no_data(*args, **kwargs):
     raise AssertionError("data was loaded before the config was validated")
 
-  monkeypatch.setattr(loop, "make_loaders", no_data)
+  monkeypatch.setattr(run, "make_loaders", no_data)
   config = _tiny_config(parallel="mesh")
   if key.startswith("data."):
     config.data[key[5:]] = value
@@ -251,7 +252,7 @@ def test_bfloat16_compute_keeps_float32_params():
   import jax.numpy as jnp
   import optax
   from jaxcnn.train import create_train_state, train_step
-  model = loop.make_model(_tiny_config(dtype="bfloat16"), 10)
+  model = run.make_model(_tiny_config(dtype="bfloat16"), 10)
   state = create_train_state(model, jax.random.PRNGKey(0), (1, 28, 28, 1), optax.adam(1e-3))
   x, y = _arrays(8, 0)
   assert "bf16" in str(jax.make_jaxpr(lambda v: model.apply(v, x))(state.variables))
@@ -271,7 +272,7 @@ def test_data_normalize_reaches_the_loaders(normalize, mean, std, monkeypatch):
   config = _tiny_config()
   config.data.name = "cifar10"
   config.data.normalize = normalize
-  loop.make_loaders(config, data.get_info("cifar10"))
+  run.make_loaders(validate(config), data.get_info("cifar10"))
   assert len(seen) == 2
   for kw in seen:
     assert kw.get("mean") == mean and kw.get("std") == std
@@ -319,10 +320,9 @@ def test_switching_between_tfds_and_a_folder_copy_is_not_resumed(tmp_path, monke
 @pytest.mark.parametrize("key,value", [("learning_rate", True), ("weight_decay", "0.1")])
 def test_optimizer_values_must_be_real_numbers(key, value):
   # Plain dicts (fit(), notebooks) are not type-checked by ConfigDict: a bool is not a rate of 1.
-  from jaxcnn.train import optim
   config = {"optimizer": "adam", "learning_rate": 1e-3, key: value}
   with pytest.raises(ValueError, match=rf"`{key}` \(={value!r}\)"):
-    optim.validate_optimizer_config(config)
+    validate(config)
 
 
 def test_predict_compiles_once_for_any_number_of_images():
@@ -341,7 +341,7 @@ def test_schedules_by_hand():
 
   def lr(schedule, total, step, **kw):
     config = {"learning_rate": 0.1, "schedule": schedule, **kw}
-    return float(optim.make_schedule(config, total, 10)(step))
+    return float(optim.make_schedule(validate(config), total, 10)(step))
 
   assert lr("constant", 100, 99) == pytest.approx(0.1)
   assert lr("cosine", 100, 0) == pytest.approx(0.1) and lr("cosine", 100, 100) == 0.0
@@ -362,8 +362,8 @@ def test_mesh_mode_batches_come_out_of_the_loader_already_sharded():
   par = parallel_lib.Parallel("mesh")
   config = _tiny_config(parallel="mesh")
   with tfds.testing.mock_data(num_examples=16):
-    train, evaluation = loop.make_loaders(config, data.get_info("mnist"),
-                                          batch_sharding=par.batch_sharding)
+    train, evaluation = run.make_loaders(validate(config), data.get_info("mnist"),
+                                         batch_sharding=par.batch_sharding)
   for loader in (train, evaluation):
     batch = next(iter(loader.epoch(0)))
     assert batch["image"].sharding == par.batch_sharding  # no copy from device 0 needed

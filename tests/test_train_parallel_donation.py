@@ -8,7 +8,6 @@ donation off there. This test runs in both CI legs, so a jaxlib that gets it wro
 import functools
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -16,18 +15,19 @@ import pytest
 from jaxcnn import train as T
 from jaxcnn.models import get_model
 from jaxcnn.train import parallel as parallel_lib
-from jaxcnn.train import train_step
+from jaxcnn.train import loop, train_step
+from jaxcnn.train.keras import ArrayLoader
 
 
 def _state_and_batches():
   rng = np.random.RandomState(0)
   x = rng.rand(512, 28, 28, 1).astype(np.float32)
   y = np.arange(512) % 10
-  loader = T.ArrayLoader(x, y, 128, shuffle=True, drop_remainder=True)
-  settings = T.LoopSettings(steps_per_epoch=4, total_steps=8, num_epochs=2, images_per_step=128,
+  loader = ArrayLoader(x, y, 128, shuffle=True, drop_remainder=True)
+  settings = loop.LoopSettings(steps_per_epoch=4, total_steps=8, num_epochs=2, images_per_step=128,
                             log_every=4)
-  cfg = ml_collections.ConfigDict({"seed": 0, "ema": 0.0})
-  state = T.init_state(get_model("mlp"), cfg, (1, 28, 28, 1), loader, settings,
+  cfg = T.validate({"seed": 0, "ema": 0.0})
+  state = loop.init_state(get_model("mlp"), cfg, (1, 28, 28, 1), loader, settings,
                        tx=optax.adam(1e-3))
   return state, [b for e in range(2) for b in loader.epoch(e)]
 

@@ -19,9 +19,13 @@ import tensorflow_datasets as tfds
 from jaxcnn import layers as L
 from jaxcnn import models
 from jaxcnn.train import (
-    AXIS_NAME, ArrayLoader, Checkpointer, Parallel, create_train_state, default_init, ema,
-    eval_step, evaluate, fit, lookahead, loop, muon, newton_schulz, param_labels, partition,
-    register_optimizer, sgd_nesterov, train_and_evaluate, train_step, tta_logits, OPTIMIZERS)
+    AXIS_NAME, Checkpointer, Parallel, create_train_state, ema, eval_step, evaluate, fit,
+    lookahead, loop, register_optimizer, run, train_and_evaluate, train_step, tta_logits,
+    validate)
+from jaxcnn.train.keras import ArrayLoader
+from jaxcnn.train.optim import (OPTIMIZERS, muon, newton_schulz, param_labels, partition,
+                                sgd_nesterov)
+from jaxcnn.train.state import default_init
 
 
 def _batch(n=16, seed=0, hw=6, c=3):
@@ -111,7 +115,7 @@ def test_optimizer_registry_names_a_new_optimizer_for_configs():
     return optax.lion(schedule)
   try:
     from jaxcnn.train import make_optimizer
-    tx = make_optimizer({"optimizer": "test_lion", "learning_rate": 0.1})
+    tx = make_optimizer(validate({"optimizer": "test_lion", "learning_rate": 0.1}))
     assert isinstance(tx, optax.GradientTransformation)
     with pytest.raises(ValueError, match="already registered"):
       register_optimizer("test_lion")(_lion)
@@ -273,11 +277,11 @@ def test_make_model_gives_pmap_runs_the_axis_name(monkeypatch):
   seen = {}
   real = models.get_model
   monkeypatch.setattr(models, "get_model", lambda *a, **k: seen.update(k) or real(*a, **k))
-  config = loop.ml_collections.ConfigDict({"model": "mlp", "parallel": "pmap"})
-  loop.make_model(config, 10)
+  config = {"model": "mlp", "parallel": "pmap"}
+  run.make_model(config, 10)
   assert seen["axis_name"] == AXIS_NAME
-  config.parallel = "mesh"
-  loop.make_model(config, 10)
+  config["parallel"] = "mesh"
+  run.make_model(config, 10)
   assert seen["axis_name"] is None
 
 
@@ -291,7 +295,7 @@ def _arrays(n, seed, label=None):
 
 
 def _tiny_config(**overrides):
-  from experiments.configs import mnist_mlp
+  from jaxcnn.configs import mnist_mlp
   config = mnist_mlp.get_config()
   config.model_kwargs.hidden = (16,)
   config.model_kwargs.dropout = 0.3
@@ -318,23 +322,23 @@ def test_fit_and_train_and_evaluate_give_identical_histories(tmp_path, monkeypat
                         learning_rate=1e-2)
   train = ArrayLoader(*_arrays(24, 1), 8, shuffle=True, seed=0, drop_remainder=True)
   evaluation = ArrayLoader(*_arrays(12, 2), 8)
-  monkeypatch.setattr(loop, "make_loaders", lambda config, info, **kw: (train, evaluation))
+  monkeypatch.setattr(run, "make_loaders", lambda config, info, **kw: (train, evaluation))
   result = train_and_evaluate(config, tmp_path)
-  history = fit(loop.make_model(config, 10), train, validation_data=evaluation, config=config,
+  history = fit(run.make_model(config, 10), train, validation_data=evaluation, config=config,
                 verbose=0)
   assert [r["epoch"] for r in result.history] == [1, 2] and result.stopped_early
   assert _untimed(history.records) == _untimed(result.history)
   assert history["val_loss"] == [r["eval_loss"] for r in result.history]
   assert _leaves_equal(history.state.params, result.state.params)  # both restored epoch 1
   with pytest.raises(TypeError, match=r"unknown keyword argument\(s\) \['learning_rat'\]"):
-    fit(loop.make_model(config, 10), train, learning_rat=0.1)
+    fit(run.make_model(config, 10), train, learning_rat=0.1)
 
 
 def test_eval_every_k_epochs_and_no_plots_or_epoch_checkpoints(tmp_path, monkeypatch):
   config = _tiny_config(num_epochs=5, eval_every_epochs=2, checkpoint_every_epoch=False,
                         checkpoint_every_steps=0)
   train = ArrayLoader(*_arrays(24, 1), 8, shuffle=True, seed=0, drop_remainder=True)
-  monkeypatch.setattr(loop, "make_loaders",
+  monkeypatch.setattr(run, "make_loaders",
                       lambda config, info, **kw: (train, ArrayLoader(*_arrays(12, 2), 8)))
   result = train_and_evaluate(config, tmp_path)
   evaluated = [r["epoch"] for r in result.history if r["eval_loss"] is not None]
@@ -351,10 +355,10 @@ def test_test_split_is_evaluated_once_from_the_restored_best_model(tmp_path, mon
   config.data.test_split = "test"
   test_x, test_y = _arrays(12, 3, label=1)
   train = ArrayLoader(*_arrays(24, 1, label=0), 8, shuffle=True, seed=0, drop_remainder=True)
-  monkeypatch.setattr(loop, "make_loaders",
+  monkeypatch.setattr(run, "make_loaders",
                       lambda config, info, **kw: (train, ArrayLoader(*_arrays(12, 2, 1), 8)))
   built = []
-  monkeypatch.setattr(loop, "make_test_loader",
+  monkeypatch.setattr(run, "make_test_loader",
                       lambda config, info, **kw: built.append(1) or ArrayLoader(test_x, test_y, 8))
   result = train_and_evaluate(config, tmp_path)
   assert result.best_epoch == 1 and [r["epoch"] for r in result.history] == [1, 2]
@@ -420,7 +424,7 @@ from tests.test_train_loop import _CrashingLoader  # noqa: E402  (raises Keyboar
 
 @pytest.mark.slow
 def test_speed_run_recipe_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
-  from experiments.configs import cifar10_tutorial
+  from jaxcnn.configs import cifar10_tutorial
   config = cifar10_tutorial.get_config()
   config.model = "test_recipe_net"
   config.model_kwargs = {}  # the tutorial config's `hidden` is the tutorial net's
@@ -434,7 +438,7 @@ def test_speed_run_recipe_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
   config.data.train_split, config.data.eval_split = "train", "test"
   hooks = dict(tx=recipe_tx, init_fn=whitening_init,
                logits_fn=functools.partial(tta_logits, flip=True))
-  real_make_loaders = loop.make_loaders
+  real_make_loaders = run.make_loaders
 
   with tfds.testing.mock_data(num_examples=32):
     straight = train_and_evaluate(config, tmp_path / "straight", **hooks)
@@ -442,18 +446,19 @@ def test_speed_run_recipe_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
     def interrupted(config, info, **kw):
       train, evaluation = real_make_loaders(config, info, **kw)
       return _CrashingLoader(train, crash_at=5), evaluation
-    monkeypatch.setattr(loop, "make_loaders", interrupted)
+    monkeypatch.setattr(run, "make_loaders", interrupted)
     with pytest.raises(KeyboardInterrupt):
       train_and_evaluate(config, tmp_path / "resumed", **hooks)
     assert Checkpointer(tmp_path / "resumed" / "checkpoints").latest_step() == 4
-    monkeypatch.setattr(loop, "make_loaders", real_make_loaders)
+    monkeypatch.setattr(run, "make_loaders", real_make_loaders)
     resumed = train_and_evaluate(config, tmp_path / "resumed", **hooks)
 
     # The initial state, built as the run builds it: the whitening kernel came from the data.
-    info = loop.data_info(config)
-    train, _ = loop.make_loaders(config, info)
-    settings = loop.LoopSettings.from_config(config, train.steps_per_epoch, 8, verbose=False)
-    init = loop.init_state(loop.make_model(config, 10), config, (1, 32, 32, 3), train,
+    cfg = validate(config)
+    info = run.data_info(cfg)
+    train, _ = run.make_loaders(cfg, info)
+    settings = loop.LoopSettings.from_config(cfg, train.steps_per_epoch, 8, verbose=False)
+    init = loop.init_state(run.make_model(cfg, 10), cfg, (1, 32, 32, 3), train,
                            settings, tx=recipe_tx, init_fn=whitening_init)
 
   assert int(straight.state.step) == int(resumed.state.step) == 8
@@ -469,7 +474,7 @@ def test_speed_run_recipe_trains_and_resumes_bit_exactly(tmp_path, monkeypatch):
     np.testing.assert_array_equal(copy["whiten"]["kernel"], p0.fast["whiten"]["kernel"])
     assert not np.array_equal(copy["conv"]["kernel"], p0.fast["conv"]["kernel"])
     assert not np.array_equal(copy["head"]["kernel"], p0.fast["head"]["kernel"])
-  default = default_init(loop.make_model(config, 10), jax.random.PRNGKey(0),
+  default = default_init(run.make_model(config, 10), jax.random.PRNGKey(0),
                          {"image": jnp.zeros((1, 32, 32, 3))})
   assert not np.allclose(p0.fast["whiten"]["kernel"], default["params"]["whiten"]["kernel"])
   stats = straight.state.collections["batch_stats"]["bn"]

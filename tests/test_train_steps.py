@@ -214,11 +214,10 @@ def test_non_finite_flag():
     ("adam", {}), ("adamw", {"weight_decay": 1e-2}),
     ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "grad_clip_norm": 1.0}),
 ])
-@pytest.mark.parametrize("schedule", train.SCHEDULES)
+@pytest.mark.parametrize("schedule", train.optim.SCHEDULES)
 def test_optimizers_and_schedules(name, extra, schedule):
-  config = ml_collections.ConfigDict(dict(optimizer=name, learning_rate=0.1, schedule=schedule,
-                                          **extra))
-  sched = train.make_schedule(config, total_steps=100, steps_per_epoch=10)
+  config = train.validate(dict(optimizer=name, learning_rate=0.1, schedule=schedule, **extra))
+  sched = train.optim.make_schedule(config, total_steps=100, steps_per_epoch=10)
   lrs = [float(sched(s)) for s in (0, 50, 99)]
   assert all(0 <= lr <= 0.1 + 1e-6 for lr in lrs)
   if schedule == "constant":
@@ -242,15 +241,15 @@ def test_bad_optimizer_values(key, value, match):
   config = ml_collections.ConfigDict(dict(optimizer="adam", learning_rate=1e-3))
   config[key] = value
   with pytest.raises(ValueError, match=match):
-    train.make_optimizer(config)
+    train.make_optimizer(train.validate(config))
 
 
 def test_parallel_errors_name_the_values():
   with pytest.raises(ValueError, match="'dp'"):
     Parallel("dp")
   with pytest.raises(ValueError, match=r"\(=12\).*\(=8\)"):
-    train.check_batch_size(12, "mesh")
-  train.check_batch_size(12, "none")
+    train.parallel.check_batch_size(12, "mesh")
+  train.parallel.check_batch_size(12, "none")
 
 
 _TWO_PROCESS_WORKER = '''

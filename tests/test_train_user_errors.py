@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jaxcnn import models
-from jaxcnn.train import ArrayLoader, NonFiniteError, evaluate, fit, loop, predict
+from jaxcnn.train import NonFiniteError, evaluate, fit, predict, run
+from jaxcnn.train.keras import ArrayLoader
 from jaxcnn.train import train_and_evaluate
 from jaxcnn.train.keras import check_labels
 
@@ -62,7 +63,7 @@ def test_a_model_given_by_name_and_bad_epochs_or_batch_sizes():
 
 
 def _tiny_config(**overrides):
-  from experiments.configs import mnist_mlp
+  from jaxcnn.configs import mnist_mlp
   config = mnist_mlp.get_config()
   config.model_kwargs.hidden = (16,)
   config.batch_size = config.eval_batch_size = 8
@@ -77,14 +78,14 @@ def _tiny_config(**overrides):
 
 
 def _use_arrays(monkeypatch, train):
-  monkeypatch.setattr(loop, "make_loaders",
+  monkeypatch.setattr(run, "make_loaders",
                       lambda config, info, **kw: (train, ArrayLoader(*_arrays(8, 2), 8)))
 
 
 def test_a_second_run_on_a_busy_workdir_is_refused_naming_the_first(tmp_path, monkeypatch):
   holder = subprocess.Popen(
       [sys.executable, "-c",
-       "import sys, time; from jaxcnn.train.loop import WorkdirLock\n"
+       "import sys, time; from jaxcnn.train.run import WorkdirLock\n"
        f"with WorkdirLock({str(tmp_path)!r}):\n  print('locked', flush=True); time.sleep(30)"],
       stdout=subprocess.PIPE, text=True)
   try:

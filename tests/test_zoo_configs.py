@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxcnn import data
-from jaxcnn.train import loop
+from jaxcnn.train import run, validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ZOO_CONFIGS = ("resnet20_cifar10", "vgg16_cifar10", "preact_resnet18_cifar10",
@@ -34,18 +34,17 @@ def test_config_loads_without_starting_jax(name):
 def test_config_validates_and_builds_its_model(name):
   import importlib
   config = importlib.import_module(f"jaxcnn.configs.{name}").get_config()
-  loop.validate_config(config)
-  model = loop.make_model(config, 10)
+  model = run.make_model(validate(config), 10)
   assert model.dtype == jnp.float32  # 'auto' on this CPU
 
 
 def test_auto_dtype_is_bfloat16_on_accelerators_and_unknown_names_fail():
-  assert loop.compute_dtype("auto", "cpu") == jnp.float32
-  assert loop.compute_dtype("auto", "gpu") == jnp.bfloat16
-  assert loop.compute_dtype("auto", "tpu") == jnp.bfloat16
-  assert loop.compute_dtype("bfloat16", "cpu") == jnp.bfloat16
+  assert run.compute_dtype("auto", "cpu") == jnp.float32
+  assert run.compute_dtype("auto", "gpu") == jnp.bfloat16
+  assert run.compute_dtype("auto", "tpu") == jnp.bfloat16
+  assert run.compute_dtype("bfloat16", "cpu") == jnp.bfloat16
   with pytest.raises(ValueError, match="unknown `dtype` \\(='half'\\)"):
-    loop.compute_dtype("half")
+    run.compute_dtype("half")
 
 
 @pytest.mark.slow  # one ResNet-20 compilation through the CLI: ~30 s
@@ -56,7 +55,7 @@ def test_cli_trains_the_resnet20_config(tmp_path):
                                  np.arange(96) % 10, data.get_info("cifar10").class_names)
   out = subprocess.run(
       [sys.executable, "-m", "experiments.train", "--config",
-       "experiments/configs/resnet20_cifar10.py", "--workdir", str(tmp_path / "run"),
+       "jaxcnn/configs/resnet20_cifar10.py", "--workdir", str(tmp_path / "run"),
        "--config.num_epochs=1", "--config.batch_size=32", f"--config.data.image_folder={root}",
        "--config.data.train_split=train[:64]", "--config.data.eval_split=train[64:]",
        "--config.plots=False", "--config.progress=False"],

@@ -2,7 +2,7 @@
 # # CIFAR-10 speed run: the airbench94 recipe in JAX
 #
 # Keller Jordan's airbench94_muon trains CIFAR-10 to 94% in a few seconds on one GPU; jaxcnn
-# carries the same recipe (`jaxcnn.speedrun`, `jaxcnn.configs.speedrun`): the SpeedNet network
+# carries the same recipe (`jaxcnn.recipes.airbench`, `jaxcnn.configs.speedrun`): the SpeedNet network
 # with a frozen patch-whitening first layer set from the data, Muon on the conv filters,
 # Nesterov SGD for the rest, label smoothing, alternating flip and translation, and 6-view
 # test-time augmentation. This notebook trains a few seeds back to back and reports accuracy and
@@ -19,7 +19,8 @@ import time
 import numpy as np
 import matplotlib.pyplot as plt
 
-from jaxcnn import data, speedrun
+from jaxcnn import data
+from jaxcnn.recipes import airbench
 from jaxcnn.configs import speedrun as speedrun_configs
 
 VARIANT = "cpu70" if BACKEND == "cpu" else "airbench94"
@@ -54,7 +55,7 @@ print(f"{len(train['label']):,} training and {len(evaluation['label']):,} valida
 # network (whitening layer from the data included) and trains from scratch.
 
 # %%
-runner = speedrun.Speedrun(config, train, evaluation)
+runner = airbench.Speedrun(config, train, evaluation)
 print(f"{runner.total_steps} steps of batch {runner.batch_size} "
       f"({runner.total_steps / runner.steps_per_epoch:.2f} epochs)")
 results = []
@@ -64,7 +65,7 @@ for i in range(RUNS):
   print(f"run {i + 1}/{RUNS} seed {r.seed}: accuracy {r.accuracy:.4f} in {r.seconds:.2f} s "
         f"(whitening {r.whiten_seconds:.2f} + training {r.train_seconds:.2f} + TTA evaluation "
         f"{r.eval_seconds:.2f}); compilation {r.compile_seconds:.1f} s, not counted")
-s = speedrun.summarize(results, float(config.target))
+s = airbench.summarize(results, float(config.recipe.target))
 print(f"{s['runs']} runs: accuracy {100 * s['accuracy_mean']:.2f} ± {100 * s['accuracy_std']:.2f}%, "
       f"time {s['seconds_mean']:.2f} ± {s['seconds_std']:.2f} s, "
       f"{100 * s['fraction_at_target']:.0f}% of runs reached {100 * s['target']:.0f}%")

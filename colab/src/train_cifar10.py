@@ -12,7 +12,8 @@ import pathlib
 
 from jaxcnn import data, plots
 from jaxcnn.configs import cifar10_tutorial, resnet20_cifar10
-from jaxcnn.train import Checkpointer, evaluate, make_loaders, train_and_evaluate
+from jaxcnn.train import Checkpointer, evaluate, train_and_evaluate, validate
+from jaxcnn.train.run import make_loaders
 
 WORKDIR = pathlib.Path(os.environ.get("JAXCNN_NOTEBOOK_OUT", "runs")) / "train_cifar10"
 
@@ -64,7 +65,7 @@ else:
 ckpt = Checkpointer(WORKDIR / "tutorial_cnn" / "checkpoints")
 restored, meta = ckpt.restore(result.state, best=True)
 ckpt.close()
-_, val = make_loaders(config, data.get_info("cifar10"))  # the run's own validation loader
+_, val = make_loaders(validate(config), data.get_info("cifar10"))  # the run's own validation loader
 metrics = evaluate(restored, val)
 best = min(result.history, key=lambda r: r["eval_loss"])
 print(f"restored best checkpoint: validation accuracy {metrics['accuracy']:.4f} "

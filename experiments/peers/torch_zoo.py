@@ -1,4 +1,4 @@
-"""The zoo's architectures written in PyTorch, for experiments/bench_zoo.py.
+"""The zoo's architectures written in PyTorch, for experiments/benchmarks/bench_zoo.py.
 
 Small, independent definitions after the reference implementations the jaxcnn docstrings cite
 (kuangliu/pytorch-cifar, akamaster/pytorch_resnet_cifar10, bearpaw/pytorch-classification,

@@ -1,6 +1,6 @@
 """The zoo's PyTorch twins trained on CIFAR-10 arrays held on the GPU: images/s and step time.
 
-The peer of ``experiments/gpu_zoo_vs_torch.sh``: the same nets as ``jaxcnn.models``
+The peer of ``experiments/gpu/gpu_zoo_vs_torch.sh``: the same nets as ``jaxcnn.models``
 (``torch_zoo.get(name)``, parameter counts equal), the same recipe as jaxcnn's configs (SGD with
 momentum 0.9 and the config's weight decay, batch ``--batch-size``, 4-px zero-pad crop + flip
 drawn on the device, per-channel normalisation), the data already on the device as uint8, as
@@ -113,7 +113,7 @@ def summarize(records: list[dict]) -> dict:
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--npz", required=True, help="x_train/y_train uint8 NHWC arrays "
-                 "(experiments/gpu_export_cifar.py)")
+                 "(experiments/gpu/gpu_export_cifar.py)")
   p.add_argument("--models", nargs="+", default=["resnet20", "preact_resnet18"])
   p.add_argument("--modes", nargs="+", default=["eager", "compile"])
   p.add_argument("--epochs", type=int, default=3)

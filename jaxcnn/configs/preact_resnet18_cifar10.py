@@ -7,7 +7,7 @@ CIFAR stem of kuangliu/pytorch-cifar (``PreActResNet18``, 11,171,146 parameters)
 
 Command::
 
-    python -m experiments.train --config experiments/configs/preact_resnet18_cifar10.py \
+    python -m experiments.train --config preact_resnet18_cifar10 \
         --workdir runs/preact_resnet18_cifar10 \
         --config.data.image_folder=../shared/data/cifar10_jpeg_train.tar.gz
 

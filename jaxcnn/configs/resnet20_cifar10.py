@@ -9,7 +9,7 @@ touches kernels only (the engine's convention), not BatchNorm's scale and bias.
 
 Command (the shared JPEG copy; drop ``data.image_folder`` to use tfds)::
 
-    python -m experiments.train --config experiments/configs/resnet20_cifar10.py \
+    python -m experiments.train --config resnet20_cifar10 \
         --workdir runs/resnet20_cifar10 \
         --config.data.image_folder=../shared/data/cifar10_jpeg_train.tar.gz
 
@@ -31,25 +31,21 @@ Time on this project's 2-core AMD EPYC (jax 0.10.2, float32): ResNet-20 trains a
 
 import ml_collections
 
-from jaxcnn.configs import cifar10_tutorial
+from jaxcnn.train.config import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = cifar10_tutorial.get_config()
+  config = defaults()
   config.model = "resnet20"
   config.model_kwargs = ml_collections.ConfigDict({"shortcut": "A"})
   config.batch_size = 128
+  config.eval_batch_size = 1000
   config.num_epochs = 182
   config.optimizer = "sgd"
-  config.momentum = 0.9
-  config.nesterov = False
   config.learning_rate = 0.1
   config.weight_decay = 1e-4
   config.schedule = "piecewise"
-  config.lr_boundaries_epochs = (91, 136)
-  config.lr_decay_factor = 0.1
+  config.lr_boundaries_epochs = (91.0, 136.0)
   config.dtype = "auto"  # float32 on a CPU, bfloat16 on a TPU/GPU
-  config.checkpoint_every_steps = 0  # epoch ends only
   config.data.augment = "crop,flip"
-  config.data.normalize = "dataset"
   return config

@@ -9,7 +9,7 @@ piecewise-linear; no cutout.
 
 Command::
 
-    python -m experiments.train --config experiments/configs/resnet9_cifar10.py \
+    python -m experiments.train --config resnet9_cifar10 \
         --workdir runs/resnet9_cifar10 \
         --config.data.image_folder=../shared/data/cifar10_jpeg_train.tar.gz
 
@@ -25,24 +25,22 @@ Time on this project's 2-core AMD EPYC (jax 0.10.2, float32): ResNet-9 trains at
 
 import ml_collections
 
-from jaxcnn.configs import cifar10_tutorial
+from jaxcnn.train.config import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = cifar10_tutorial.get_config()
+  config = defaults()
   config.model = "resnet9"
   config.model_kwargs = ml_collections.ConfigDict({"width": 64})
   config.batch_size = 512
+  config.eval_batch_size = 1000
   config.num_epochs = 24
   config.optimizer = "sgd"
-  config.momentum = 0.9
   config.nesterov = True
   config.learning_rate = 0.4
   config.weight_decay = 5e-4
   config.schedule = "onecycle"
   config.label_smoothing = 0.2
   config.dtype = "auto"  # float32 on a CPU, bfloat16 on a TPU/GPU
-  config.checkpoint_every_steps = 0
   config.data.augment = "crop,flip"
-  config.data.normalize = "dataset"
   return config

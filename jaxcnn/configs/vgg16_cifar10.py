@@ -8,7 +8,7 @@ Deviation: weight decay touches kernels only (the engine's convention).
 
 Command::
 
-    python -m experiments.train --config experiments/configs/vgg16_cifar10.py \
+    python -m experiments.train --config vgg16_cifar10 \
         --workdir runs/vgg16_cifar10 \
         --config.data.image_folder=../shared/data/cifar10_jpeg_train.tar.gz
 
@@ -27,23 +27,20 @@ Time on this project's 2-core AMD EPYC (jax 0.10.2, float32): VGG-16-BN trains a
 
 import ml_collections
 
-from jaxcnn.configs import cifar10_tutorial
+from jaxcnn.train.config import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = cifar10_tutorial.get_config()
+  config = defaults()
   config.model = "vgg16"
   config.model_kwargs = ml_collections.ConfigDict({"width": 64})
   config.batch_size = 128
+  config.eval_batch_size = 1000
   config.num_epochs = 200
   config.optimizer = "sgd"
-  config.momentum = 0.9
-  config.nesterov = False
   config.learning_rate = 0.1
   config.weight_decay = 5e-4
   config.schedule = "cosine"
   config.dtype = "auto"  # float32 on a CPU, bfloat16 on a TPU/GPU
-  config.checkpoint_every_steps = 0
   config.data.augment = "crop,flip"
-  config.data.normalize = "dataset"
   return config

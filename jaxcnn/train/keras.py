@@ -32,10 +32,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 
+from jaxcnn.train import config as config_lib
 from jaxcnn.train import loop
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
@@ -236,38 +236,68 @@ def _keras_logs(record: dict[str, Any]) -> dict[str, float]:
   return logs
 
 
-# fit's keyword arguments that are config keys, with their defaults.
-_FIT_DEFAULTS = dict(seed=0, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
-                     schedule="constant", label_smoothing=0.0, patience=0,
-                     early_stopping_min_delta=0.0, eval_every_epochs=1, ema=0.0,
-                     parallel="none", log_every_steps=0)
-# Other config keys fit accepts (optimiser and averager details; defaults as in the configs).
-_FIT_EXTRA_KEYS = ("momentum", "nesterov", "b1", "b2", "eps", "grad_clip_norm", "warmup_epochs",
-                   "lr_boundaries_epochs", "lr_decay_factor", "ema_warmup", "ema_every",
-                   "num_train_steps")
+# Config keys that describe a run of the CLI, not a call of fit (fit takes the model, the data,
+# the batch size and the epochs as arguments, and writes nothing).
+_NOT_FIT_KEYS = ("model", "model_kwargs", "data", "batch_size", "eval_batch_size", "num_epochs",
+                 "distributed", "plots", "checkpoint_every_epoch", "checkpoint_every_steps",
+                 "async_checkpoints", "progress", "tensorboard", "recipe", "dtype")
+
+
+def fit_keys() -> tuple[str, ...]:
+  """The config keys :func:`fit` takes as keyword arguments (see :mod:`jaxcnn.train.config`)."""
+  return tuple(f.name for f in dataclasses.fields(config_lib.Config)
+               if f.name not in _NOT_FIT_KEYS)
 
 
 def _fit_config(config: Any, config_values: dict[str, Any], epochs: int | None,
-                optimizer: Any) -> tuple[ml_collections.ConfigDict, Any]:
-  """fit's arguments as one config (defaults < ``config`` < keywords) and the tx value, if any."""
-  values = dict(_FIT_DEFAULTS)
-  if config is not None:
-    values.update(config.to_dict() if hasattr(config, "to_dict") else dict(config))
-  unknown = sorted(set(config_values) - set(_FIT_DEFAULTS) - set(_FIT_EXTRA_KEYS))
+                optimizer: Any) -> tuple[config_lib.Config, Any]:
+  """fit's arguments as one validated config (defaults < ``config`` < keywords) and the tx
+  value, if any."""
+  unknown = sorted(set(config_values) - set(fit_keys()))
   if unknown:
     raise TypeError(f"fit() got unknown keyword argument(s) {unknown}; config keys it takes: "
-                    f"{', '.join(sorted(set(_FIT_DEFAULTS) | set(_FIT_EXTRA_KEYS)))}")
+                    f"{', '.join(sorted(fit_keys()))}")
+  values: dict[str, Any] = {}
+  if config is not None:
+    values.update(config.to_dict() if hasattr(config, "to_dict") else dict(config))
   values.update(config_values)
   if epochs is not None:
     values.update(num_epochs=epochs, num_train_steps=-1)
-  values.setdefault("num_epochs", 1)
-  cfg = ml_collections.ConfigDict(values)
+  values.setdefault("num_epochs", 1)  # Keras' fit(epochs=1)
   tx = None
   if isinstance(optimizer, str):
-    cfg.optimizer = optimizer
+    values["optimizer"] = optimizer
   else:
     tx = optimizer
-  return cfg, tx
+  return config_lib.validate(values), tx
+
+
+class _CallbackHooks(loop.Hook):
+  """fit's :class:`Callback` s (and the in-memory best state of early stopping) as loop hooks:
+  each gets a host copy of the state."""
+
+  def __init__(self, par: parallel_lib.Parallel, callbacks: Sequence[Callback],
+               keep_best: bool):
+    self.par, self.callbacks, self.keep_best = par, callbacks, keep_best
+    self.best: Any = None
+
+  def _host(self, state: Any) -> Any:
+    return jax.device_get(self.par.get_state(state))
+
+  def on_best(self, ls: loop.LoopState, state: Any) -> None:
+    if self.keep_best or self.callbacks:
+      host = self._host(state)
+      if self.keep_best:
+        self.best = host
+      for cb in self.callbacks:
+        cb.on_best(ls.best_epoch, ls.best_eval_loss, host)
+
+  def on_epoch_end(self, ls: loop.LoopState, record: dict[str, Any], ev: Any,
+                   state: Any) -> None:
+    if self.callbacks:
+      host = self._host(state)
+      for cb in self.callbacks:
+        cb.on_epoch_end(int(record["epoch"]), _keras_logs(record), host)
 
 
 def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: int = 32,
@@ -278,14 +308,16 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
         callbacks: Sequence[Callback] = (), **config_values: Any) -> History:
   """Trains ``model`` like ``keras.Model.fit``; returns a :class:`History` with ``.state``.
 
-  ``fit`` runs the very loop of :func:`jaxcnn.train.train_and_evaluate` (:func:`run_loop` and
-  its pieces) without a workdir: no checkpoints, plots or files; the best state for early
-  stopping is kept in memory.
+  ``fit`` runs the very loop of :func:`jaxcnn.train.train_and_evaluate`
+  (:func:`jaxcnn.train.loop.run_loop`) without a workdir: no checkpoints, plots or files; the
+  best state for early stopping is kept in memory.
 
   Args:
     model: a Flax module with ``__call__(x, train)``, or a registered model name
       (``'tutorial_cnn'``: :func:`jaxcnn.models.get_model` with ``num_classes``, default 10).
-    train_data: a loader or ``(x, y)`` arrays (shuffled each epoch, last partial batch dropped).
+    train_data: a loader or ``(x, y)`` arrays (shuffled each epoch, last partial batch dropped):
+      ``x: [N, H, W, C]`` float (used as given) or uint8 (scaled to [0, 1]), ``y: [N]`` integer
+      class indices.
     epochs: number of passes (default: ``config['num_epochs']``, else 1).
     batch_size: global batch size (ignored for loaders, which have their own).
     validation_data: a loader or ``(x, y)``; evaluated every ``eval_every_epochs`` epochs.
@@ -293,17 +325,17 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
       evaluated on it once, into ``History.test`` (``test_loss``, ``test_accuracy``, ...).
     optimizer: a registered name (``'adam'``, ``'sgd'``, ...), an optax transformation, or a
       factory ``(params, total_steps, steps_per_epoch) -> tx``.
-    config: a mapping of config keys (as in ``experiments/configs``); keyword arguments below
+    config: a mapping of config keys (:mod:`jaxcnn.train.config`); keyword arguments below
       override it.
     init_fn, averager, loss_fn, logits_fn: the hooks of :func:`train_and_evaluate`.
     state: continue training this state instead of initialising a new one.
     verbose: 0 silent, 1 a progress bar and one line per epoch.
     callbacks: :class:`Callback` objects (e.g. :class:`SaveBest`), called in order.
-    **config_values: config keys: ``learning_rate``, ``weight_decay``, ``schedule``,
-      ``label_smoothing``, ``patience`` (> 0 stops when ``val_loss`` has not improved for this
-      many evaluations and restores the best state), ``early_stopping_min_delta``,
-      ``eval_every_epochs``, ``ema``, ``seed``, ``parallel`` (``'none'``, ``'pmap'``,
-      ``'mesh'``), ``momentum``, ...
+    **config_values: config keys (:func:`fit_keys`): ``learning_rate``, ``weight_decay``,
+      ``schedule``, ``label_smoothing``, ``patience`` (> 0 stops when ``val_loss`` has not
+      improved for this many evaluations and restores the best state),
+      ``early_stopping_min_delta``, ``eval_every_epochs``, ``ema``, ``seed``, ``parallel``
+      (``'none'``, ``'pmap'``, ``'mesh'``), ``momentum``, ...
 
   >>> h = fit(model, (x, y), epochs=2, optimizer=optax.sgd(0.1), verbose=0)  # doctest: +SKIP
   """
@@ -314,12 +346,9 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
     raise TypeError(f"`model` (=the class {model.__name__}) must be a module instance, e.g. "
                     f"{model.__name__}(...), or a registered model name")
   if isinstance(model, str):
-    from jaxcnn import models
+    from jaxcnn import models  # pylint: disable=g-import-not-at-top
     model = models.get_model(model, num_classes=num_classes or 10)
   cfg, tx = _fit_config(config, config_values, epochs, optimizer)
-  if tx is None:
-    optim.validate_optimizer_config(cfg)
-  loop.validate_loop_settings(cfg)
   if cfg.patience and validation_data is None:
     raise ValueError(f"`patience` (={cfg.patience}) needs `validation_data`")
   par = parallel_lib.Parallel(cfg.parallel)
@@ -346,38 +375,21 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
     if not isinstance(cb, Callback):
       raise TypeError(f"`callbacks` holds a {type(cb).__name__}: each must be a "
                       "jaxcnn.train.Callback (subclass it and override its hooks)")
-  if callbacks:  # run_loop reports new minima and epoch ends through save(); fit writes nothing
-    settings = dataclasses.replace(settings, checkpoint_every_epoch=True)
   engine = loop.make_engine(par, settings, train, val, label_smoothing=cfg.label_smoothing,
                             loss_fn=loss_fn, logits_fn=logits_fn)
   ls = loop.LoopState()  # the loop's own count; a given state keeps its step (and keys)
-  best: list[Any] = []
-  epoch_end: list[Any] = [None]
-
-  def save(placed: Any, is_best: bool) -> None:
-    if is_best:
-      if settings.patience:
-        best[:] = [jax.device_get(par.get_state(placed))]
-      if callbacks:
-        host = jax.device_get(par.get_state(placed))
-        for cb in callbacks:
-          cb.on_best(ls.best_epoch, ls.best_eval_loss, host)
-    elif ls.step % settings.steps_per_epoch == 0 or ls.step >= settings.total_steps:
-      epoch_end[0] = placed  # run_loop's epoch-end save; on_epoch_end follows
-
-  def on_epoch_end(record: dict[str, Any], _: Any) -> None:
-    host = jax.device_get(par.get_state(epoch_end[0]))
-    for cb in callbacks:
-      cb.on_epoch_end(int(record["epoch"]), _keras_logs(record), host)
-
+  hooks = _CallbackHooks(par, callbacks, keep_best=bool(settings.patience))
   if callbacks:
     host = jax.device_get(state)
     for cb in callbacks:
       cb.on_train_begin(host)
-  final = par.get_state(loop.run_loop(engine, par.put_state(state), ls, save=save,
-                                      on_epoch_end=on_epoch_end if callbacks else None))
-  if best:
-    final = jax.device_put(best[0])
+  try:
+    final = par.get_state(loop.run_loop(engine, par.put_state(state), ls, [hooks]))
+  except loop.NonFiniteError as e:
+    raise loop.NonFiniteError(f"{e}; no checkpoint was saved before it; lower "
+                              "`learning_rate` and start again", step=e.step) from None
+  if hooks.best is not None:
+    final = jax.device_put(hooks.best)
   history = History.from_records(ls.history)
   history.state = final
   if test is not None:

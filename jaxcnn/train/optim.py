@@ -6,22 +6,17 @@ the returned ``optax.GradientTransformation``; the train step itself holds no nu
 Two ways to choose the optimiser:
 
 * by name: ``config.optimizer`` names a factory in :data:`OPTIMIZERS` (add your own with
-  :func:`register`);
+  :func:`register`); its hyperparameters are config keys (``learning_rate``, ``schedule``,
+  ``momentum``, ``b1``/``b2``/``eps``, ``weight_decay``, ``grad_clip_norm``, ...; each with its
+  default and meaning in :mod:`jaxcnn.train.config`). Weight decay touches kernels only (params
+  with ``ndim > 1``), never biases or BatchNorm scales;
 * as a value: ``train_and_evaluate(config, workdir, tx=...)`` / ``fit(..., optimizer=...)`` take
   an ``optax.GradientTransformation`` or a factory ``(params, total_steps, steps_per_epoch) ->
-  GradientTransformation`` (see :func:`resolve_optimizer`). The helpers below build what
-  recipes need: :func:`param_labels` for ``optax.partition``, :func:`partition` (frozen groups
-  and per-group learning-rate scales), :func:`muon` (Muon on conv kernels) and
-  :func:`sgd_nesterov` (Nesterov SGD with decoupled weight decay).
-
-Config keys read (with defaults when absent):
-  ``optimizer``: ``'adam'`` (default, as in the course) | ``'adamw'`` | ``'sgd'``;
-  ``learning_rate`` (peak, > 0); ``momentum`` (sgd, 0.9); ``nesterov`` (sgd, False);
-  ``b1``/``b2``/``eps`` (adam/adamw: 0.9, 0.999, 1e-7: Keras's defaults, since the course's
-  recipes are Keras ones; optax's own ``eps`` default is 1e-8); ``weight_decay`` (0: off;
-  decoupled for adamw, an L2 term added to the gradient for adam/sgd; applied to kernels only,
-  i.e. params with ``ndim > 1``, never to biases or BatchNorm scales); ``grad_clip_norm`` (0:
-  off; clip by global norm before the optimiser); ``schedule`` (see :func:`make_schedule`).
+  GradientTransformation`` (see :func:`resolve_optimizer`). The building blocks below make what
+  recipes need: :func:`param_labels` and :func:`partition` (parameter groups, frozen groups,
+  per-group learning-rate scales), :func:`sgd_nesterov` (decoupled or PyTorch-coupled weight
+  decay), :func:`muon` (optax's Muon on conv kernels), :func:`muon_renormalized` (airbench94's),
+  :func:`newton_schulz`, :func:`linear_decay`.
 """
 
 from __future__ import annotations
@@ -36,9 +31,18 @@ import jax.numpy as jnp
 import optax
 from optax import contrib as optax_contrib
 
-from jaxcnn.train._config import cfg_get, is_number
+
 
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "onecycle", "piecewise")
+Config = Any  # a validated jaxcnn.train.config.Config (the schema sits above this module)
+
+
+def _validated(config: Any) -> Any:
+  if isinstance(config, Mapping) or not hasattr(config, "learning_rate"):
+    raise TypeError(f"`config` (a {type(config).__name__}) must be a validated config: "
+                    "jaxcnn.train.validate(your_config) gives one (missing keys take their "
+                    "defaults)")
+  return config
 
 
 def make_schedule(config: Any, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
@@ -46,43 +50,52 @@ def make_schedule(config: Any, total_steps: int, steps_per_epoch: int) -> optax.
 
   * ``'constant'``: ``learning_rate`` throughout.
   * ``'cosine'``: cosine decay from ``learning_rate`` to 0 over ``total_steps``.
-  * ``'warmup_cosine'``: linear warm-up from 0 over ``warmup_epochs`` (default 1) epochs, then
-    cosine decay to 0.
+  * ``'warmup_cosine'``: linear warm-up from 0 over ``warmup_epochs`` epochs, then cosine decay
+    to 0.
   * ``'onecycle'``: ``optax.cosine_onecycle_schedule`` peaking at ``learning_rate``.
-  * ``'piecewise'``: ``learning_rate`` multiplied by ``lr_decay_factor`` (default 0.1) at each
-    epoch in ``lr_boundaries_epochs`` (default: 50% and 75% of training).
+  * ``'piecewise'``: ``learning_rate`` multiplied by ``lr_decay_factor`` at each epoch in
+    ``lr_boundaries_epochs`` (empty: at 50% and 75% of training).
 
-  >>> import ml_collections
-  >>> c = ml_collections.ConfigDict({'learning_rate': 0.1, 'schedule': 'cosine'})
-  >>> float(make_schedule(c, 100, 10)(100))
+  ``config``: a validated :class:`~jaxcnn.train.config.Config`.
+
+  >>> from jaxcnn.train import validate
+  >>> float(make_schedule(validate({'learning_rate': 0.1, 'schedule': 'cosine'}), 100, 10)(100))
   0.0
   """
-  lr = float(cfg_get(config, "learning_rate", 1e-3))
-  name = cfg_get(config, "schedule", "constant")
+  config = _validated(config)
+  lr, name = config.learning_rate, config.schedule
   total_steps = max(int(total_steps), 1)
   if name == "constant":
     return optax.constant_schedule(lr)
   if name == "cosine":
     return optax.cosine_decay_schedule(lr, total_steps)
   if name == "warmup_cosine":
-    warmup = int(float(cfg_get(config, "warmup_epochs", 1)) * steps_per_epoch)
+    warmup = int(config.warmup_epochs * steps_per_epoch)
     warmup = min(max(warmup, 1), total_steps - 1) if total_steps > 1 else 0
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total_steps, end_value=0.0)
   if name == "onecycle":
     return optax.cosine_onecycle_schedule(total_steps, lr)
-  if name == "piecewise":
-    epochs = cfg_get(config, "lr_boundaries_epochs", None)
-    factor = float(cfg_get(config, "lr_decay_factor", 0.1))
-    if epochs:
-      bounds = [int(float(e) * steps_per_epoch) for e in epochs]
-    else:
-      bounds = [total_steps // 2, (3 * total_steps) // 4]
-    scales: dict[int, float] = {}
-    for b in bounds:  # boundaries that coincide (short runs) must each still decay
-      if b > 0:
-        scales[b] = scales.get(b, 1.0) * factor
-    return optax.piecewise_constant_schedule(lr, scales)
-  raise ValueError(f"unknown `schedule` (={name!r}); known: {', '.join(SCHEDULES)}")
+  assert name == "piecewise", name  # the schema admits SCHEDULES only
+  if config.lr_boundaries_epochs:
+    bounds = [int(e * steps_per_epoch) for e in config.lr_boundaries_epochs]
+  else:
+    bounds = [total_steps // 2, (3 * total_steps) // 4]
+  scales: dict[int, float] = {}
+  for b in bounds:  # boundaries that coincide (short runs) must each still decay
+    if b > 0:
+      scales[b] = scales.get(b, 1.0) * config.lr_decay_factor
+  return optax.piecewise_constant_schedule(lr, scales)
+
+
+def linear_decay(learning_rate: float, steps: int) -> optax.Schedule:
+  """``lr * (1 - step / steps)``, exactly 0 from ``step = steps`` on (written so, rather than
+  ``optax.linear_schedule``, whose fused form leaves ~1e-9 there under jit).
+
+  >>> [float(linear_decay(1.0, 4)(t)) for t in (0, 1, 4, 5)]
+  [1.0, 0.75, 0.0, 0.0]
+  """
+  steps = max(int(steps), 1)
+  return lambda count: learning_rate * jnp.clip(1.0 - count / steps, 0.0, 1.0)
 
 
 def _kernels_only(params: Any) -> Any:
@@ -91,15 +104,16 @@ def _kernels_only(params: Any) -> Any:
 
 # -- the registry of named optimisers --------------------------------------------------------
 
-OptimizerFactory = Callable[[Any, optax.Schedule], optax.GradientTransformation]
+OptimizerFactory = Callable[[Config, optax.Schedule], optax.GradientTransformation]
 OPTIMIZERS: dict[str, OptimizerFactory] = {}
 
 
 def register(name: str) -> Callable[[OptimizerFactory], OptimizerFactory]:
   """Decorator adding ``factory(config, schedule) -> GradientTransformation`` as ``name``.
 
-  The factory reads its own hyperparameters from ``config`` (with :func:`cfg_get` defaults);
-  gradient clipping (``grad_clip_norm``) is chained in front by :func:`make_optimizer`.
+  The factory reads its hyperparameters from the validated ``config``
+  (:class:`~jaxcnn.train.config.Config`); gradient clipping (``grad_clip_norm``) is chained in
+  front by :func:`make_optimizer`.
 
   >>> @register('my_sgd')
   ... def _my_sgd(config, schedule):
@@ -116,34 +130,33 @@ def register(name: str) -> Callable[[OptimizerFactory], OptimizerFactory]:
   return add
 
 
+def _l2(config: Config, tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """``tx`` with an L2 term ``weight_decay * p`` (kernels only) added to the gradient."""
+  if not config.weight_decay:
+    return tx
+  return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=_kernels_only), tx)
+
+
 @register("adam")
-def _adam(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
-  wd = float(cfg_get(config, "weight_decay", 0.0))
-  adam = optax.adam(schedule, b1=cfg_get(config, "b1", 0.9), b2=cfg_get(config, "b2", 0.999),
-                    eps=cfg_get(config, "eps", 1e-7))
-  return optax.chain(optax.add_decayed_weights(wd, mask=_kernels_only), adam) if wd > 0 else adam
+def _adam(config: Config, schedule: optax.Schedule) -> optax.GradientTransformation:
+  return _l2(config, optax.adam(schedule, b1=config.b1, b2=config.b2, eps=config.eps))
 
 
 @register("adamw")
-def _adamw(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
-  return optax.adamw(schedule, b1=cfg_get(config, "b1", 0.9), b2=cfg_get(config, "b2", 0.999),
-                     eps=cfg_get(config, "eps", 1e-7),
-                     weight_decay=float(cfg_get(config, "weight_decay", 0.0)), mask=_kernels_only)
+def _adamw(config: Config, schedule: optax.Schedule) -> optax.GradientTransformation:
+  return optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
+                     weight_decay=config.weight_decay, mask=_kernels_only)
 
 
 @register("sgd")
-def _sgd(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
-  wd = float(cfg_get(config, "weight_decay", 0.0))
-  momentum = float(cfg_get(config, "momentum", 0.9))
-  sgd = optax.sgd(schedule, momentum=momentum or None,
-                  nesterov=bool(cfg_get(config, "nesterov", False)))
-  return optax.chain(optax.add_decayed_weights(wd, mask=_kernels_only), sgd) if wd > 0 else sgd
+def _sgd(config: Config, schedule: optax.Schedule) -> optax.GradientTransformation:
+  return _l2(config, optax.sgd(schedule, momentum=config.momentum or None,
+                               nesterov=config.nesterov))
 
 
 @register("sgd_nesterov")
-def _sgd_nesterov(config: Any, schedule: optax.Schedule) -> optax.GradientTransformation:
-  return sgd_nesterov(schedule, momentum=float(cfg_get(config, "momentum", 0.9)),
-                      weight_decay=float(cfg_get(config, "weight_decay", 0.0)),
+def _sgd_nesterov(config: Config, schedule: optax.Schedule) -> optax.GradientTransformation:
+  return sgd_nesterov(schedule, momentum=config.momentum, weight_decay=config.weight_decay,
                       mask=_kernels_only)
 
 
@@ -151,31 +164,16 @@ def make_optimizer(config: Any, total_steps: int = 1,
                    steps_per_epoch: int = 1) -> optax.GradientTransformation:
   """The optax transformation named by ``config.optimizer`` (see the module docstring).
 
-  >>> import ml_collections
-  >>> tx = make_optimizer(ml_collections.ConfigDict({'optimizer': 'sgd', 'learning_rate': 0.1}))
+  ``config``: a validated :class:`~jaxcnn.train.config.Config`.
+
+  >>> from jaxcnn.train import validate
+  >>> tx = make_optimizer(validate({'optimizer': 'sgd', 'learning_rate': 0.1}))
   """
-  validate_optimizer_config(config)
+  config = _validated(config)
   schedule = make_schedule(config, total_steps, steps_per_epoch)
-  tx = OPTIMIZERS[cfg_get(config, "optimizer", "adam")](config, schedule)
-  clip = float(cfg_get(config, "grad_clip_norm", 0.0))
+  tx = OPTIMIZERS[config.optimizer](config, schedule)
+  clip = config.grad_clip_norm
   return optax.chain(optax.clip_by_global_norm(clip), tx) if clip > 0 else tx
-
-
-def validate_optimizer_config(config: Any) -> None:
-  """Raises ``ValueError`` naming the bad value; called before any data is loaded."""
-  name = cfg_get(config, "optimizer", "adam")
-  if name not in OPTIMIZERS:
-    raise ValueError(f"unknown `optimizer` (={name!r}); known: {', '.join(OPTIMIZERS)}")
-  lr = cfg_get(config, "learning_rate", 1e-3)
-  if not is_number(lr) or not lr > 0:
-    raise ValueError(f"`learning_rate` (={lr!r}) must be a positive number")
-  for key in ("weight_decay", "grad_clip_norm", "momentum"):
-    value = cfg_get(config, key, 0.0)
-    if not is_number(value) or value < 0:
-      raise ValueError(f"`{key}` (={value!r}) must be a number >= 0")
-  schedule = cfg_get(config, "schedule", "constant")
-  if schedule not in SCHEDULES:
-    raise ValueError(f"unknown `schedule` (={schedule!r}); known: {', '.join(SCHEDULES)}")
 
 
 TxOrFactory = (optax.GradientTransformation
@@ -190,7 +188,7 @@ def resolve_optimizer(optimizer: TxOrFactory | None, config: Any, total_steps: i
   as is), or a factory ``(params, total_steps, steps_per_epoch) -> tx`` (called once the
   params exist, e.g. to build :func:`param_labels` from them).
 
-  >>> make = resolve_optimizer(optax.sgd(0.1), {}, 10, 5)
+  >>> make = resolve_optimizer(optax.sgd(0.1), None, 10, 5)
   >>> isinstance(make({'w': jnp.zeros(2)}), optax.GradientTransformation)
   True
   """
@@ -309,18 +307,23 @@ def partition(transforms: Mapping[str, optax.GradientTransformation], labels: An
 
 
 def sgd_nesterov(learning_rate: optax.ScalarOrSchedule, momentum: float = 0.9,
-                 weight_decay: float = 0.0, mask: Any = None) -> optax.GradientTransformation:
-  """Nesterov SGD with *decoupled* weight decay: ``p -= lr * (nesterov(g) + wd * p)``.
+                 weight_decay: float = 0.0, mask: Any = None, *,
+                 coupled: bool = False) -> optax.GradientTransformation:
+  """Nesterov SGD with weight decay, decoupled (default) or coupled.
 
-  The decay term bypasses the momentum buffer (as AdamW's does Adam's moments), so
-  ``weight_decay`` means the same whatever ``momentum`` is. ``mask``: as
+  Decoupled: ``p -= lr * (nesterov(g) + wd * p)``: the decay bypasses the momentum buffer (as
+  AdamW's does Adam's moments), so ``weight_decay`` means the same whatever ``momentum`` is.
+  Coupled (``coupled=True``, PyTorch's ``SGD(nesterov=True, weight_decay=wd)``): the decay is
+  added to the gradient first, ``g + wd * p``, and goes through the momentum. Either way
+  ``buf = m * buf + g``, ``nesterov(g) = g + m * buf``. ``mask``: as
   ``optax.add_decayed_weights`` (e.g. kernels only).
 
   >>> tx = sgd_nesterov(0.1, momentum=0.9, weight_decay=5e-4)
   """
-  return optax.chain(optax.trace(decay=momentum, nesterov=True),
-                     optax.add_decayed_weights(weight_decay, mask=mask),
-                     optax.scale_by_learning_rate(learning_rate))
+  decay = ([optax.add_decayed_weights(weight_decay, mask=mask)] if weight_decay else [])
+  momentum_ = [optax.trace(decay=momentum, nesterov=True)]
+  parts = decay + momentum_ if coupled else momentum_ + decay
+  return optax.chain(*parts, optax.scale_by_learning_rate(learning_rate))
 
 
 def conv_dimension_numbers(kernel: Any) -> optax_contrib.MuonDimensionNumbers:
@@ -343,11 +346,12 @@ def muon(learning_rate: optax.ScalarOrSchedule, *, beta: float = 0.95, nesterov:
          ns_steps: int = 5, weight_decay: float = 0.0) -> optax.GradientTransformation:
   """Muon for conv (and dense) kernels: momentum, then Newton-Schulz orthogonalisation.
 
-  Each kernel's momentum is reshaped to ``[prod(k) * C_in, C_out]`` (see
-  :func:`conv_dimension_numbers`), orthogonalised with optax's 5-step quintic Newton-Schulz
-  iteration (singular values pushed into roughly [0.7, 1.2]), reshaped back, then scaled by
-  ``-learning_rate``; ``weight_decay`` is decoupled. Use it on kernels only (every leaf it
-  sees must have rank >= 2), through :func:`partition`.
+  Each kernel's momentum (optax's bias-corrected average) is reshaped to
+  ``[prod(k) * C_in, C_out]`` (see :func:`conv_dimension_numbers`), orthogonalised with optax's
+  5-step quintic Newton-Schulz iteration (singular values pushed into roughly [0.7, 1.2]),
+  reshaped back, then scaled by ``-learning_rate``; ``weight_decay`` is decoupled. Use it on
+  kernels only (every leaf it sees must have rank >= 2), through :func:`partition`. For the
+  form airbench94 trains with, see :func:`muon_renormalized`.
 
   >>> tx = muon(0.05)
   >>> upd, _ = tx.update({'k': jnp.ones((3, 3, 2, 4))}, tx.init({'k': jnp.ones((3, 3, 2, 4))}))
@@ -362,21 +366,28 @@ def muon(learning_rate: optax.ScalarOrSchedule, *, beta: float = 0.95, nesterov:
       *decay, optax.scale_by_learning_rate(learning_rate))
 
 
-def newton_schulz(g: jax.Array, steps: int = 5,
-                  coeffs: tuple[float, float, float] = (3.4445, -4.775, 2.0315),
-                  eps: float = 1e-8) -> jax.Array:
-  """A direct Newton-Schulz orthogonalisation of a conv kernel ``[*k, C_in, C_out]``.
+NS_COEFFS = (3.4445, -4.7750, 2.0315)  # the quintic iteration's coefficients (Jordan, 2024)
 
-  The reference for :func:`muon`: ``X = G / |G|_F`` as a ``[prod(k) * C_in, C_out]`` matrix
-  (transposed when it has more rows than columns), then ``steps`` times
-  ``X <- a X + (b A + c A^2) X`` with ``A = X X^T``.
+
+def newton_schulz(g: jax.Array, steps: int = 5, coeffs: tuple[float, float, float] = NS_COEFFS,
+                  eps: float = 1e-7, dtype: Any = None) -> jax.Array:
+  """Newton-Schulz orthogonalisation of a kernel ``[*k, C_in, C_out]`` (or a matrix).
+
+  ``X = G / (|G|_F + eps)`` as a ``[prod(k) * C_in, C_out]`` matrix, transposed to have no more
+  rows than columns, then ``steps`` times ``X <- a X + (b A + c A^2) X`` with ``A = X X^T``;
+  returned in ``g``'s shape. ``dtype``: compute the iteration in this dtype (e.g. bfloat16, as
+  airbench94 does; the norm is taken in float32); the result has that dtype.
+
+  >>> newton_schulz(jnp.ones((3, 3, 2, 4))).shape
+  (3, 3, 2, 4)
   """
   shape = g.shape
-  x = g.reshape(math.prod(shape[:-1]), shape[-1])
+  dtype = g.dtype if dtype is None else dtype
+  x = g.reshape(math.prod(shape[:-1]), shape[-1]).astype(dtype)
   transposed = x.shape[0] > x.shape[1]
   if transposed:
     x = x.T
-  x = x / (jnp.linalg.norm(x) + eps)
+  x = x / (jnp.linalg.norm(x.astype(jnp.float32)).astype(dtype) + jnp.asarray(eps, dtype))
   a, b, c = coeffs
   for _ in range(steps):
     gram = x @ x.T
@@ -384,3 +395,63 @@ def newton_schulz(g: jax.Array, steps: int = 5,
   if transposed:
     x = x.T
   return x.reshape(shape)
+
+
+def scale_by_newton_schulz(steps: int = 5, coeffs: tuple[float, float, float] = NS_COEFFS,
+                           eps: float = 1e-7, dtype: Any = None) -> optax.GradientTransformation:
+  """Replaces each update (a kernel of rank >= 2) by its :func:`newton_schulz`
+  orthogonalisation, cast back to the update's dtype."""
+  def update(updates, state, params=None):
+    del params
+
+    def one(u):
+      if u.ndim < 2:
+        raise ValueError(f"Newton-Schulz needs kernels of rank >= 2, got shape {u.shape}")
+      return newton_schulz(u, steps, coeffs, eps, dtype).astype(u.dtype)
+
+    return jax.tree.map(one, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def renormalize_weights() -> optax.GradientTransformation:
+  """Adds ``p * sqrt(C_out) / |p|_F - p`` to each kernel's update: the step then starts from the
+  kernel rescaled to Frobenius norm ``sqrt(C_out)`` (airbench94's
+  ``p.data.mul_(len(p.data)**0.5 / p.data.norm())`` before each Muon step). Needs ``params``.
+  """
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("renormalize_weights rescales the weights: call tx.update(grads, state, "
+                       "params) with the params")
+
+    def one(u, p):
+      p32 = p.astype(jnp.float32)
+      rescaled = p32 * (math.sqrt(p.shape[-1]) / jnp.linalg.norm(p32))
+      return (u.astype(jnp.float32) + (rescaled - p32)).astype(u.dtype)
+
+    return jax.tree.map(one, updates, params), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def muon_renormalized(learning_rate: optax.ScalarOrSchedule, momentum: float = 0.6, *,
+                      ns_steps: int = 3, ns_dtype: Any = jnp.bfloat16
+                      ) -> optax.GradientTransformation:
+  """Muon as airbench94 trains with it (``airbench94_muon.py``'s ``Muon``), for conv kernels:
+
+  ``buf = momentum * buf + g``; ``g' = g + momentum * buf`` (Nesterov, ``optax.trace``);
+  ``p_hat = p * sqrt(C_out) / |p|_F`` (:func:`renormalize_weights`); ``p_new = p_hat - lr *
+  NS(g')`` with :func:`newton_schulz` of ``ns_steps`` in ``ns_dtype``. Differs from
+  :func:`muon` by the plain (not averaged, not bias-corrected) momentum and the
+  renormalisation. Needs ``params`` in ``tx.update``.
+
+  >>> tx = muon_renormalized(0.24)
+  >>> p = {'k': jnp.ones((3, 3, 2, 4))}
+  >>> u, _ = tx.update(p, tx.init(p), p)
+  >>> u['k'].shape
+  (3, 3, 2, 4)
+  """
+  return optax.chain(optax.trace(decay=momentum, nesterov=True),
+                     scale_by_newton_schulz(ns_steps, dtype=ns_dtype),
+                     optax.scale_by_learning_rate(learning_rate),
+                     renormalize_weights())

@@ -182,7 +182,7 @@ def maybe_initialize_distributed(config: Any) -> None:
   Coordinator address, process count and id come from the environment (Cloud TPU, SLURM, or
   the ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` variables).
   """
-  if not config.get("distributed", False):
+  if not config.distributed:
     return
   try:
     jax.distributed.initialize()

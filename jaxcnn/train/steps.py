@@ -184,20 +184,26 @@ def predict_step(state: TrainState, images: jax.Array, *,
   return _eval_logits(state, images, logits_fn)
 
 
-def _shift(images: jax.Array, dy: int, dx: int) -> jax.Array:
-  """Translates ``[B, H, W, C]`` by ``(dy, dx)`` pixels, repeating the edge into the gap."""
+def _shift(images: jax.Array, dy: int, dx: int, mode: str = "edge") -> jax.Array:
+  """Translates ``[B, H, W, C]`` by ``(dy, dx)`` pixels, filling the gap by ``jnp.pad``'s
+  ``mode`` (``'edge'``: the edge repeated; ``'reflect'``: mirrored without the edge)."""
   _, h, w, _ = images.shape
   py, px = abs(dy), abs(dx)
-  padded = jnp.pad(images, ((0, 0), (py, py), (px, px), (0, 0)), mode="edge")
+  padded = jnp.pad(images, ((0, 0), (py, py), (px, px), (0, 0)), mode=mode)
   return padded[:, py - dy:py - dy + h, px - dx:px - dx + w, :]
 
 
 def tta_logits(apply: Callable[[jax.Array], jax.Array], images: jax.Array, *,
-               flip: bool = True, shifts: Sequence[tuple[int, int]] = ()) -> jax.Array:
-  """Test-time augmentation: the mean of the logits over views of ``images``.
+               flip: bool = True, shifts: Sequence[tuple[int, int]] = (),
+               pad_mode: str = "edge", shift_weight: float | None = None) -> jax.Array:
+  """Test-time augmentation: the (weighted) mean of the logits over views of ``images``.
 
-  Views: the images; their left-right mirror (``flip``); each ``(dy, dx)`` translation in
-  ``shifts`` (edges repeated), and its mirror too when ``flip``. All views run as one batch.
+  Views: the images; each ``(dy, dx)`` translation in ``shifts`` (the gap filled by
+  ``pad_mode``: ``'edge'`` or ``'reflect'``); and, with ``flip``, the left-right mirror of
+  each. All views run as one batch. Weights: equal (the plain mean) by default; with
+  ``shift_weight=s`` the translated views share ``s`` of the total and the untranslated ones
+  ``1 - s`` (airbench94's level-2 TTA: ``flip=True, shifts=((1, 1), (-1, -1)),
+  pad_mode='reflect', shift_weight=0.5``).
 
   Args:
     apply: ``x [B, H, W, C] -> logits [B, K]`` (the model in eval mode).
@@ -208,9 +214,18 @@ def tta_logits(apply: Callable[[jax.Array], jax.Array], images: jax.Array, *,
   >>> logits_fn(lambda x: x.mean(axis=(1, 2)), jnp.ones((2, 4, 4, 3))).shape
   (2, 3)
   """
-  views = [images] + [_shift(images, int(dy), int(dx)) for dy, dx in shifts]
+  views = [images] + [_shift(images, int(dy), int(dx), pad_mode) for dy, dx in shifts]
+  if shift_weight is None or not shifts:
+    weights = [1.0 / len(views)] * len(views)
+  else:
+    weights = [1.0 - shift_weight] + [shift_weight / len(shifts)] * len(shifts)
   if flip:
     views += [v[:, :, ::-1, :] for v in views]
+    weights = [w / 2 for w in weights] * 2
   b = images.shape[0]
   logits = apply(jnp.concatenate(views, axis=0)).astype(jnp.float32)
-  return jnp.mean(logits.reshape((len(views), b) + logits.shape[1:]), axis=0)
+  logits = logits.reshape((len(views), b) + logits.shape[1:])
+  if shift_weight is None:
+    return jnp.mean(logits, axis=0)
+  w = jnp.asarray(weights, jnp.float32).reshape((len(views),) + (1,) * (logits.ndim - 1))
+  return jnp.sum(logits * w, axis=0)

@@ -1,6 +1,6 @@
 """Runs airbench94_muon.py (KellerJordan/cifar10-airbench) on the arrays of an .npz.
 
-    python -m experiments.gpu_airbench_npz --source .peers/airbench/airbench94_muon.py \
+    python -m experiments.gpu.gpu_airbench_npz --source .peers/airbench/airbench94_muon.py \
         --npz .data/cifar10_speedrun.npz --runs 25 --json .data/airbench.json
 
 Only airbench's data loading is changed, by exact text substitutions that fail loudly if the
@@ -34,7 +34,7 @@ LOAD_OLD = '''        data_path = os.path.join(path, "train.pt" if train else "t
         data = torch.load(data_path, map_location=torch.device("cuda"))
         self.images, self.labels, self.classes = data["images"], data["labels"], data["classes"]
 '''
-LOAD_NEW = '''        # PATCHED (jaxcnn experiments/gpu_airbench_npz.py): the arrays of an .npz.
+LOAD_NEW = '''        # PATCHED (jaxcnn experiments/gpu/gpu_airbench_npz.py): the arrays of an .npz.
         import numpy as _np
         _device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         with _np.load(os.environ["AIRBENCH_NPZ"]) as _z:

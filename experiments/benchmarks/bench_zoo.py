@@ -11,9 +11,9 @@ machine, same invocation. Without torch installed the PyTorch columns say ``n/a`
 
 Command::
 
-    python -m experiments.bench_zoo                       # every model, 3 timed steps
-    python -m experiments.bench_zoo --models resnet20 vgg16 --steps 5
-    python -m experiments.bench_zoo --no-speed            # counts and MACs only (seconds)
+    python -m experiments.benchmarks.bench_zoo                       # every model, 3 timed steps
+    python -m experiments.benchmarks.bench_zoo --models resnet20 vgg16 --steps 5
+    python -m experiments.benchmarks.bench_zoo --no-speed            # counts and MACs only (seconds)
 
 Measured: see the note of the branch that added it (the counts; the speed columns need a quiet
 machine).

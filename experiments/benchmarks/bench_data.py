@@ -10,8 +10,8 @@ invocation, medians over ``--repeats``:
   * training step of ``tutorial_cnn`` (forward + backward + SGD update), the consumer.
 
 Run (the lead, in a quiet window):
-    python experiments/bench_data.py                       # 50,000 CIFAR-10 images
-    python experiments/bench_data.py --num-images 2000 --repeats 2 --steps 5   # smoke test
+    python experiments/benchmarks/bench_data.py                       # 50,000 CIFAR-10 images
+    python experiments/benchmarks/bench_data.py --num-images 2000 --repeats 2 --steps 5   # smoke test
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from jaxcnn import data  # noqa: E402
 
-DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
                             "cifar10_jpeg_train.tar.gz")
 
 
@@ -142,7 +142,7 @@ def main(argv=None) -> None:
   for name, rate, sec in rows:
     ratio = f"{rate / ref:.1f}" if ref else "n/a"
     print(f"| {name} | {rate:,.0f} | {sec:.3f} | {ratio} |")
-  print(f"\ncommand: python experiments/bench_data.py {' '.join(argv or sys.argv[1:])}")
+  print(f"\ncommand: python experiments/benchmarks/bench_data.py {' '.join(argv or sys.argv[1:])}")
 
 
 if __name__ == "__main__":

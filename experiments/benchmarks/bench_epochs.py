@@ -8,7 +8,7 @@ machine's speed hits every row alike. Epoch 1 holds compilation / warm-up and is
 the table gives the median, min and max of the later epochs' training seconds over all rounds,
 images/s at the median, and the ratio to the faster peer at its defaults.
 
-    python experiments/bench_epochs.py --image-folder ../shared/data/cifar10_jpeg_train.tar.gz \
+    python experiments/benchmarks/bench_epochs.py --image-folder ../shared/data/cifar10_jpeg_train.tar.gz \
         [--rounds 2] [--epochs 3] [--rows jaxcnn,torch_nchw,torch_cl,keras]
 
 Rows: ``jaxcnn`` (``python -m experiments.train`` with ``cifar10_tutorial.py``: what the CLI
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 PEERS = ("torch_nchw", "keras")  # the peers at their defaults: the ratio's denominator
@@ -40,7 +40,7 @@ ROWS = ("jaxcnn", "torch_nchw", "torch_cl", "keras")
 def _command(row: str, args, out: Path) -> list[str]:
   py = sys.executable
   if row == "jaxcnn":
-    return [py, "-m", "experiments.train", "--config", "experiments/configs/cifar10_tutorial.py",
+    return [py, "-m", "experiments.train", "--config", "jaxcnn/configs/cifar10_tutorial.py",
             "--workdir", str(out), f"--config.data.image_folder={args.image_folder}",
             f"--config.num_epochs={args.epochs}", "--config.progress=False"]
   common = ["--out", str(out / "peer.json"), "--epochs", str(args.epochs),

@@ -1,6 +1,6 @@
 """Exports the CIFAR-10 arrays both speedruns read (jaxcnn's and airbench's) to one .npz.
 
-    python -m experiments.gpu_export_cifar --image-folder .data/cifar10_jpeg_train.tar.gz \
+    python -m experiments.gpu.gpu_export_cifar --image-folder .data/cifar10_jpeg_train.tar.gz \
         --out .data/cifar10_speedrun.npz \
         [--train-split 'train[:45000]' --eval-split 'train[45000:]']
 

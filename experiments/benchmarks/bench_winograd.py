@@ -14,7 +14,7 @@ It prints, per shape, the relative error of each part against XLA's convolution 
 below 2e-6) and the minimum over alternated calls of each part, in ms (wall clock, the
 framework's default threads, jaxcnn's XLA flags)::
 
-    python experiments/bench_winograd.py [--reps 15]
+    python experiments/benchmarks/bench_winograd.py [--reps 15]
 
 Measured result and what it means: BENCHMARKS.md section 1.3.
 """
@@ -26,7 +26,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import jaxcnn  # noqa: E402,F401  (first: jaxcnn's XLA flags before JAX starts)

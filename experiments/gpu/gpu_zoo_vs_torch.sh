@@ -2,10 +2,10 @@
 # The zoo on one GPU: jaxcnn (bf16) vs the same nets in PyTorch (channels-last + bf16 autocast,
 # eager and torch.compile), same batch size, same CIFAR-10 arrays held on the device, one call.
 #
-#   bash experiments/gpu_zoo_vs_torch.sh [EPOCHS] [BATCH]      # defaults: 3 epochs, batch 512
+#   bash experiments/gpu/gpu_zoo_vs_torch.sh [EPOCHS] [BATCH]      # defaults: 3 epochs, batch 512
 #
 # Needs (git-ignored, carried with the tree, e.g. the device tool's
-# run(command='bash experiments/gpu_zoo_vs_torch.sh', carry=['.data'])):
+# run(command='bash experiments/gpu/gpu_zoo_vs_torch.sh', carry=['.data'])):
 #   .data/cifar10_jpeg_train.tar.gz   cp ../shared/data/cifar10_jpeg_train.tar.gz .data/  (16 MB)
 # On the GPU machine (jax with CUDA, torch with CUDA, PIL; no TF/tfds, no network needed):
 #   1. decodes the tarball once into .data/cifar10_speedrun.npz (train[:45000] / train[45000:]);
@@ -19,14 +19,14 @@
 set -euo pipefail
 EPOCHS="${1:-3}"
 BATCH="${2:-512}"
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 mkdir -p .data
 NPZ=.data/cifar10_speedrun.npz
 TAR=.data/cifar10_jpeg_train.tar.gz
 [ -f "$TAR" ] || TAR=../shared/data/cifar10_jpeg_train.tar.gz
 if [ ! -f "$NPZ" ]; then
   [ -f "$TAR" ] || { echo "error: no $NPZ and no CIFAR-10 JPEG tarball in .data/ (see the header)"; exit 1; }
-  python -m experiments.gpu_export_cifar --image-folder "$TAR" --out "$NPZ"
+  python -m experiments.gpu.gpu_export_cifar --image-folder "$TAR" --out "$NPZ"
 fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
 python -c "import jax, torch; print('jax', jax.__version__, jax.devices()[0].device_kind, '| torch', torch.__version__)"

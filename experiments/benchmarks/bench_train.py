@@ -30,9 +30,9 @@ printed with each table: on a shared machine, only ratios from one invocation me
 
 Usage::
 
-    python experiments/bench_train.py                         # both nets, batch 32 and 128
-    python experiments/bench_train.py --nets tutorial --batch-sizes 32 --reps 40
-    python experiments/bench_train.py --threads 1 --clock cpu   # work per step, load-robust
+    python experiments/benchmarks/bench_train.py                         # both nets, batch 32 and 128
+    python experiments/benchmarks/bench_train.py --nets tutorial --batch-sizes 32 --reps 40
+    python experiments/benchmarks/bench_train.py --threads 1 --clock cpu   # work per step, load-robust
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ import sys
 import time
 from typing import Any
 
-# This checkout's jaxcnn and experiments, also when run as `python experiments/bench_train.py`.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# This checkout's jaxcnn and experiments, also when run as `python experiments/benchmarks/bench_train.py`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -6,8 +6,8 @@ and PyTorch channels-last (oneDNN); then the two max pools (forward + backward),
 layers, the Adam update of all 122,570 parameters, and the dispatch cost of a jitted call.
 All candidates of one line are timed in turns (ABAB...) in this one process; medians in ms.
 
-    python experiments/bench_layers.py [32,128] [wall|cpu1]
-    JAXCNN_XLA_FLAGS=0 python experiments/bench_layers.py   # XLA's default flags (YNNPACK on)
+    python experiments/benchmarks/bench_layers.py [32,128] [wall|cpu1]
+    JAXCNN_XLA_FLAGS=0 python experiments/benchmarks/bench_layers.py   # XLA's default flags (YNNPACK on)
 
 ``cpu1``: one thread per framework and CPU-seconds of the process instead of wall time (the work
 per call, robust to other processes' load on a shared machine; not what a user waits).
@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 MODE = sys.argv[2] if len(sys.argv) > 2 else "wall"
 if MODE == "cpu1":
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -179,7 +179,7 @@ def optimizer_and_dispatch() -> list[str]:
 
 
 def main() -> None:
-  from experiments.bench_train import host_info, load  # pylint: disable=import-outside-toplevel
+  from experiments.benchmarks.bench_train import host_info, load  # pylint: disable=import-outside-toplevel
   print("# bench_layers: tutorial CNN per layer, median ms (turns within each row)")
   print("command: python " + " ".join(sys.argv))
   print(host_info())

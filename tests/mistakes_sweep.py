@@ -25,12 +25,12 @@ Each outcome is classified:
 Run (from the repository root; ``--no-cli`` skips the cases that start ``python -m
 experiments.train``; the whole sweep takes a few minutes on 2 cores)::
 
-    python experiments/mistakes.py --no-cli
-    python experiments/mistakes.py --json /tmp/mistakes.json
+    python tests/mistakes_sweep.py --no-cli
+    python tests/mistakes_sweep.py --json /tmp/mistakes.json
 
 Against another checkout (APIs missing there count as what the user would see)::
 
-    cd /work/wt-before && PYTHONPATH=/work/wt-before python /work/wt-sweep/experiments/mistakes.py
+    cd /work/wt-before && PYTHONPATH=/work/wt-before python /work/wt-sweep/tests/mistakes_sweep.py
 
 Nothing is downloaded: tfds cases use non-existent local ``data_dir``s with ``download=False``,
 and the one slow-failure case (a mistyped ``data_dir`` with downloads on) runs in a child
@@ -798,7 +798,7 @@ def _bad_cache():
 _SLOW_TFDS = r"""
 import os, socket, sys, time
 def _refuse(*a, **k):
-  raise OSError(101, 'Network is unreachable (mocked by experiments/mistakes.py)')
+  raise OSError(101, 'Network is unreachable (mocked by tests/mistakes_sweep.py)')
 socket.socket.connect = _refuse
 socket.socket.connect_ex = _refuse
 socket.create_connection = _refuse
@@ -1061,8 +1061,8 @@ def cli_outcome(r, what="run"):
   return Outcome(True, "SystemExit", "\n".join(lines))
 
 
-CFG = {"cifar": "experiments/configs/cifar10_tutorial.py",
-       "mnist": "experiments/configs/mnist_mlp.py"}
+CFG = {"cifar": "jaxcnn/configs/cifar10_tutorial.py",
+       "mnist": "jaxcnn/configs/mnist_mlp.py"}
 
 
 def tiny_flags(data="mnist", steps=2):

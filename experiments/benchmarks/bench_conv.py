@@ -33,9 +33,9 @@ XLA flags must be set before JAX starts, hence ``--xla-flags`` (appended to ``$X
 
 Usage::
 
-    python experiments/bench_conv.py                        # full table, batch 32 and 128
-    python experiments/bench_conv.py --reps 20 --only jax_conv,torch_nchw --batch-sizes 32
-    python experiments/bench_conv.py --investigate --modes none
+    python experiments/benchmarks/bench_conv.py                        # full table, batch 32 and 128
+    python experiments/benchmarks/bench_conv.py --reps 20 --only jax_conv,torch_nchw --batch-sizes 32
+    python experiments/benchmarks/bench_conv.py --investigate --modes none
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   return args
 
 
-# This checkout's jaxcnn, also when run as `python experiments/bench_conv.py`.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# This checkout's jaxcnn, also when run as `python experiments/benchmarks/bench_conv.py`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.threads == 1:
   ARGS.xla_flags += " --xla_cpu_multi_thread_eigen=false"
