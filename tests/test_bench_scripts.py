@@ -30,7 +30,7 @@ def test_winograd_equals_conv_in_values_and_gradients(shape, c_out, pad):
 
 
 def test_bench_epochs_commands_name_real_modules_and_configs(tmp_path):
-  root = Path(bench_epochs.__file__).resolve().parent.parent
+  root = Path(bench_epochs.__file__).resolve().parents[2]
   args = argparse.Namespace(image_folder="data.tar.gz", epochs=3)
   for row in bench_epochs.ROWS:
     cmd = bench_epochs._command(row, args, tmp_path)

@@ -51,7 +51,7 @@ def _read_only_dir() -> str:
     ("misspelled key", ["--config.data.imagefolder=x"],
      ["`data.imagefolder`", "did you mean `--config.data.image_folder`"]),
     ("value that does not parse", ["--config.batch_size=abc"], ["batch_size=abc"]),
-    ("unknown data source", ["--config.data.source=tdfs"], ["`source` (='tdfs')", "download"]),
+    ("unknown data source", ["--config.data.source=tdfs"], ["`data.source` (='tdfs')", "download"]),
     ("eval split overlapping train", ["--config.data.eval_split=train[40000:]"],
      ["overlaps", "train[40000:]", "5000 examples"]),
     ("model_kwargs the model does not take", ["--config.model=stridenet"],

@@ -63,10 +63,6 @@ from jaxcnn.train.steps import AXIS_NAME, LogitsFn, LossFn
 
 log = logging.getLogger(__name__)
 
-# No float16: without loss scaling its gradients underflow (bfloat16 has float32's range).
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "auto": None}
-
-
 @dataclasses.dataclass
 class TrainResult:
   """What :func:`train_and_evaluate` returns.
@@ -90,12 +86,12 @@ class TrainResult:
 def compute_dtype(name: str, platform: str | None = None) -> Any:
   """``config.dtype`` -> the compute dtype: ``'auto'`` is float32 on a CPU and bfloat16 on a
   TPU or GPU (resolved when the model is built, so a config file never starts JAX itself)."""
-  if name not in _DTYPES:
-    raise ValueError(f"unknown `dtype` (={name!r}); known: {', '.join(_DTYPES)}")
+  # No float16: without loss scaling its gradients underflow (bfloat16 has float32's range).
+  name = config_lib.validate({"dtype": name}).dtype
   if name == "auto":
     platform = jax.default_backend() if platform is None else platform
     return jnp.float32 if platform == "cpu" else jnp.bfloat16
-  return _DTYPES[name]
+  return jnp.dtype(name).type
 
 
 def make_model(config: Config, num_classes: int):
