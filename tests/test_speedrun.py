@@ -258,8 +258,13 @@ def test_tiny_speedrun_whitening_from_data_and_frozen_through_training(tiny_runs
   images = data_lib.normalize(jnp.asarray(train["image"][:n]), runner.mean, runner.std)
   expected = whitening_kernel(images, eps=cfg.recipe.whiten_eps)
   trained = first.state.params["whiten"]
-  # From the data (the jitted init and this eager call differ in float rounding only) ...
-  np.testing.assert_allclose(np.asarray(trained["kernel"]), np.asarray(expected), atol=1e-4)
+  # From the data. The filters are eigenvectors of the patches' second moments; on random images
+  # the eigenvalues are nearly equal, so float rounding (jitted init vs this eager call) may rotate
+  # the filters inside a near-degenerate eigenspace. H H^T = (S + eps I)^-1 does not depend on
+  # that choice: compare it.
+  half = lambda k: np.asarray(k, np.float64).reshape(12, 24)[:, :12]
+  gram = lambda k: half(k) @ half(k).T
+  np.testing.assert_allclose(gram(trained["kernel"]), gram(expected), rtol=1e-4, atol=1e-3)
   # ... and bit for bit the kernel the run's whitening init set: training left it alone.
   start = runner.init_state(0)
   whitened = runner._whiten({"params": start.params, **start.collections},
