@@ -36,7 +36,8 @@ import jax.numpy as jnp
 import optax
 from optax import contrib as optax_contrib
 
-from jaxcnn.train._config import cfg_get, is_number
+from jaxcnn import _checks
+from jaxcnn.train._config import cfg_get
 
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "onecycle", "piecewise")
 
@@ -57,8 +58,9 @@ def make_schedule(config: Any, total_steps: int, steps_per_epoch: int) -> optax.
   >>> float(make_schedule(c, 100, 10)(100))
   0.0
   """
-  lr = float(cfg_get(config, "learning_rate", 1e-3))
-  name = cfg_get(config, "schedule", "constant")
+  lr = _checks.number(cfg_get(config, "learning_rate", 1e-3), "learning_rate", 0.0,
+                      low_closed=False)
+  name = _checks.choice(cfg_get(config, "schedule", "constant"), "schedule", SCHEDULES)
   total_steps = max(int(total_steps), 1)
   if name == "constant":
     return optax.constant_schedule(lr)
@@ -82,7 +84,7 @@ def make_schedule(config: Any, total_steps: int, steps_per_epoch: int) -> optax.
       if b > 0:
         scales[b] = scales.get(b, 1.0) * factor
     return optax.piecewise_constant_schedule(lr, scales)
-  raise ValueError(f"unknown `schedule` (={name!r}); known: {', '.join(SCHEDULES)}")
+  raise AssertionError(f"schedule {name!r} is in SCHEDULES but has no branch here")
 
 
 def _kernels_only(params: Any) -> Any:
@@ -163,19 +165,11 @@ def make_optimizer(config: Any, total_steps: int = 1,
 
 def validate_optimizer_config(config: Any) -> None:
   """Raises ``ValueError`` naming the bad value; called before any data is loaded."""
-  name = cfg_get(config, "optimizer", "adam")
-  if name not in OPTIMIZERS:
-    raise ValueError(f"unknown `optimizer` (={name!r}); known: {', '.join(OPTIMIZERS)}")
-  lr = cfg_get(config, "learning_rate", 1e-3)
-  if not is_number(lr) or not lr > 0:
-    raise ValueError(f"`learning_rate` (={lr!r}) must be a positive number")
+  _checks.choice(cfg_get(config, "optimizer", "adam"), "optimizer", OPTIMIZERS)
+  _checks.number(cfg_get(config, "learning_rate", 1e-3), "learning_rate", 0.0, low_closed=False)
   for key in ("weight_decay", "grad_clip_norm", "momentum"):
-    value = cfg_get(config, key, 0.0)
-    if not is_number(value) or value < 0:
-      raise ValueError(f"`{key}` (={value!r}) must be a number >= 0")
-  schedule = cfg_get(config, "schedule", "constant")
-  if schedule not in SCHEDULES:
-    raise ValueError(f"unknown `schedule` (={schedule!r}); known: {', '.join(SCHEDULES)}")
+    _checks.number(cfg_get(config, key, 0.0), key, 0.0)
+  _checks.choice(cfg_get(config, "schedule", "constant"), "schedule", SCHEDULES)
 
 
 TxOrFactory = (optax.GradientTransformation
