@@ -43,6 +43,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from jaxcnn import _checks
 from jaxcnn import layers as L
 from jaxcnn.layers import Layer
 
@@ -449,8 +450,7 @@ def smoothgrad(model: nn.Module, variables: Mapping[str, Any], x: Array, target:
   The samples are mapped ``batch_size`` at a time (``lax.map``, vmapped inside). Returns
   ``[B, *spatial, C]``.
   """
-  if not isinstance(num_samples, int) or num_samples < 1:
-    raise ValueError(f"`num_samples` (={num_samples!r}) must be an int >= 1")
+  num_samples = _checks.positive_int(num_samples, "num_samples")
   x = jnp.asarray(x)
   axes = tuple(range(1, x.ndim))
   sigma = noise_level * (jnp.max(x, axis=axes, keepdims=True)
@@ -474,8 +474,7 @@ def integrated_gradients(model: nn.Module, variables: Mapping[str, Any], x: Arra
   ``f(x) - f(x0)`` up to the quadrature error, which falls as ``steps`` grows (check it with
   ``attr.sum() - (logit(x) - logit(x0))``). Returns ``[B, *spatial, C]``.
   """
-  if not isinstance(steps, int) or steps < 1:
-    raise ValueError(f"`steps` (={steps!r}) must be an int >= 1")
+  steps = _checks.positive_int(steps, "steps")
   x = jnp.asarray(x)
   x0 = jnp.zeros_like(x) if baseline is None else jnp.broadcast_to(baseline, x.shape)
   grad = jax.grad(_logit_sum(model, variables, target))
@@ -554,12 +553,9 @@ def occlusion(model: nn.Module, variables: Mapping[str, Any], x: Array, target: 
   model ignores gives exactly 0 and a positive value marks evidence for the target.
   """
   x = jnp.asarray(x)
-  if x.ndim != 4:
-    raise ValueError(f"occlusion expects images [B, H, W, C], got shape {tuple(x.shape)}")
-  stride = patch if stride is None else stride
-  for name, v in (("patch", patch), ("stride", stride)):
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-      raise ValueError(f"`{name}` (={v!r}) must be an int >= 1")
+  _checks.rank(x, 4, where="occlusion")
+  patch = _checks.positive_int(patch, "patch")
+  stride = patch if stride is None else _checks.positive_int(stride, "stride")
   h, w = x.shape[1:3]
   if patch > min(h, w):
     raise ValueError(f"`patch` (={patch}) must fit in the image ({h}x{w})")

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Union
 
@@ -50,9 +49,8 @@ import jax
 import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
+from jaxcnn import _checks, shapes
 from jaxcnn import functional as F
-from jaxcnn import shapes
-from jaxcnn.functional._checks import static_float
 
 Array = jax.Array
 Dtype = Any
@@ -68,42 +66,17 @@ default_kernel_init = nn.initializers.glorot_uniform()
 default_bias_init = nn.initializers.zeros_init()
 
 
-def _spatial_rank(x: Array, layer: str) -> int:
-  if x.ndim not in (3, 4, 5):
-    raise ValueError(
-        f"{layer} expects an input [B, *spatial, C] with 1, 2 or 3 spatial dimensions, got "
-        f"shape {tuple(x.shape)} (rank {x.ndim})")
-  return x.ndim - 2
-
-
 # ---------------------------------------------------------------- hyper-parameter checks
 # Run when a layer is constructed (``Conv(0, 3)`` fails on that line, not deep inside JAX) and
-# phrased as `` Conv `features` (=0) must be an int >= 1 ``.
+# phrased as `` Conv `features` (=0) must be an int >= 1 `` (jaxcnn._checks).
 
-def _is_int(value: Any) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_int(layer: str, name: str, value: Any, minimum: int = 1) -> None:
-  if not _is_int(value) or value < minimum:
-    raise ValueError(f"{layer} `{name}` (={value!r}) must be an int >= {minimum}")
-
-
-def _check_ints(layer: str, name: str, value: Any, minimum: int = 1) -> None:
-  """An int or a non-empty sequence of ints, each ``>= minimum``."""
-  if _is_int(value):
-    entries = (value,)
-  elif isinstance(value, Sequence) and not isinstance(value, str) and len(value):
-    entries = tuple(value)
+def _check_ints(layer: str, name: str, value: Any) -> None:
+  """An int >= 1, or a non-empty sequence of them (one per spatial dimension, whose number is
+  known only when the layer sees its input)."""
+  if _checks.is_int(value):
+    _checks.positive_int(value, name, where=layer)
   else:
-    entries = None
-  if entries is None or not all(_is_int(v) and v >= minimum for v in entries):
-    raise ValueError(
-        f"{layer} `{name}` (={value!r}) must be an int >= {minimum} or a sequence of them")
+    _checks.int_tuple(value, name, where=layer)
 
 
 def _check_activation(layer: str, activation: Any) -> None:
@@ -119,13 +92,9 @@ def _check_padding(layer: str, padding: Any) -> None:
       raise ValueError(
           f"{layer} `padding` (={padding!r}) must be one of {shapes.PADDING_STRINGS}, an int "
           "or per-dimension (lo, hi) pairs")
-  elif isinstance(padding, bool) or (_is_int(padding) and padding < 0):
+  elif isinstance(padding, bool) or (_checks.is_int(padding) and padding < 0):
     raise ValueError(f"{layer} `padding` (={padding!r}) must be a string, an int >= 0 or "
                      "per-dimension (lo, hi) pairs")
-
-
-def _check_rate(rate: Any, layer: str) -> None:
-  static_float(rate, "rate", 0.0, 1.0, where=layer)
 
 
 _PARAMS_FIX = ("pass all of what init returned (`variables`, a dict with a 'params' key), not "
@@ -193,18 +162,23 @@ class Layer(nn.Module):
       return
     have = tuple(self.get_variable("params", name).shape)
     if have != tuple(want):
-      raise ValueError(
+      raise ValueError(_checks.with_fix(
           f"{self.label()} got x of shape {tuple(x.shape)} ({what}), but its {name!r} has shape "
           f"{have} from init, which needs {want}; apply the model to inputs shaped like the ones "
-          "it was initialised with")
+          "it was initialised with", _checks.channels_last_hint(x.shape)))
 
   @nn.nowrap
   @contextlib.contextmanager
-  def _named_errors(self) -> Iterator[None]:
+  def _named_errors(self, x: Array | None = None) -> Iterator[None]:
+    """Prefixes a ``ValueError`` with the layer's name; for an input ``x`` that looks NCHW,
+    appends how to make it channels-last."""
     try:
       yield
     except ValueError as e:
-      raise ValueError(f"{self.label()}: {e}") from None
+      message = str(e)
+      if x is not None and _checks.CHANNELS_LAST_HINT not in message:
+        message = _checks.with_fix(message, _checks.channels_last_hint(jnp.shape(x)))
+      raise ValueError(f"{self.label()}: {message}") from None
 
   def activate(self, y: Array) -> Array:
     """Applies this layer's fused ``activation`` (if it has one) to the pre-activation ``y``.
@@ -261,27 +235,22 @@ class Conv(Layer):
 
   @nn.nowrap
   def check(self) -> None:
-    _check_int("Conv", "features", self.features)
+    _checks.positive_int(self.features, "features", where="Conv")
     _check_ints("Conv", "kernel_size", self.kernel_size)
     _check_ints("Conv", "stride", self.stride)
     _check_ints("Conv", "dilation", self.dilation)
-    _check_int("Conv", "groups", self.groups)
-    if self.features % self.groups:
-      raise ValueError(f"Conv `features` (={self.features}) must be divisible by `groups` "
-                       f"(={self.groups})")
+    _checks.groups(None, self.features, self.groups, out_name="features", where="Conv")
     _check_padding("Conv", self.padding)
     _check_activation("Conv", self.activation)
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    with self._named_errors():
-      n = _spatial_rank(x, "Conv")
+    with self._named_errors(x):
+      n = _checks.rank(x, (3, 4, 5)) - 2
       k = shapes.normalize_tuple(self.kernel_size, n, "kernel_size")
       in_channels = x.shape[-1]
-      if in_channels % self.groups:
-        raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` "
-                         f"(={self.groups})")
+      _checks.groups(in_channels, None, self.groups)
       # Checked before any parameter is created: the op's shape check names the layer.
       shapes.conv_output_shape(x.shape, k, self.features, stride=self.stride,
                                padding=self.padding, dilation=self.dilation)
@@ -292,7 +261,7 @@ class Conv(Layer):
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-    with self._named_errors():
+    with self._named_errors(x):
       y = F.conv(x, kernel, bias, stride=self.stride, padding=self.padding,
                  dilation=self.dilation, groups=self.groups, precision=self.precision)
     return self.activate(y)
@@ -326,15 +295,13 @@ class Dense(Layer):
 
   @nn.nowrap
   def check(self) -> None:
-    _check_int("Dense", "features", self.features)
+    _checks.positive_int(self.features, "features", where="Dense")
     _check_activation("Dense", self.activation)
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    if x.ndim < 2:
-      raise ValueError(f"{self.label()} expects an input [B, ..., features], got shape "
-                       f"{tuple(x.shape)}")
+    _checks.min_rank(x, 2, where=self.label(), layout="[B, ..., features]")
     self._require("params", "kernel", _PARAMS_FIX)
     self._check_param_shape("kernel", (x.shape[-1], self.features), x,
                             f"{x.shape[-1]} input features")
@@ -377,7 +344,7 @@ class MaxPool(_Pool):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    with self._named_errors():
+    with self._named_errors(x):
       return F.max_pool(x, self.window, stride=self.stride, padding=self.padding)
 
 
@@ -392,7 +359,7 @@ class AvgPool(_Pool):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    with self._named_errors():
+    with self._named_errors(x):
       return F.avg_pool(x, self.window, stride=self.stride, padding=self.padding,
                         count_include_pad=self.count_include_pad)
 
@@ -407,7 +374,7 @@ class SumPool(_Pool):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    with self._named_errors():
+    with self._named_errors(x):
       return F.sum_pool(x, self.window, stride=self.stride, padding=self.padding)
 
 
@@ -424,14 +391,13 @@ class LpPool(Layer):
 
   @nn.nowrap
   def check(self) -> None:
-    if not _is_real(self.p) or not self.p >= 1:
-      raise ValueError(f"LpPool `p` (={self.p!r}) must be a number >= 1")
+    _checks.number(self.p, "p", 1.0, where="LpPool")
     _Pool.check(self)
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     del train
-    with self._named_errors():
+    with self._named_errors(x):
       return F.lp_pool(x, self.p, self.window, stride=self.stride, padding=self.padding)
 
 
@@ -466,7 +432,7 @@ class Dropout(Layer):
 
   @nn.nowrap
   def check(self) -> None:
-    _check_rate(self.rate, "Dropout")
+    _checks.rate(self.rate, where="Dropout")
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
@@ -482,7 +448,7 @@ class ChannelDropout(Layer):
 
   @nn.nowrap
   def check(self) -> None:
-    _check_rate(self.rate, "ChannelDropout")
+    _checks.rate(self.rate, where="ChannelDropout")
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
@@ -575,17 +541,14 @@ class BatchNorm(Layer):
 
   @nn.nowrap
   def check(self) -> None:
-    if not _is_real(self.momentum) or not 0.0 <= self.momentum <= 1.0:
-      raise ValueError(f"BatchNorm `momentum` (={self.momentum!r}) must be a float in [0, 1] "
-                       "(the weight of the old running statistics)")
-    if not _is_real(self.epsilon) or not self.epsilon >= 0.0:
-      raise ValueError(f"BatchNorm `epsilon` (={self.epsilon!r}) must be a float >= 0")
+    _checks.static_float(self.momentum, "momentum", 0.0, 1.0, high_closed=True,
+                         where="BatchNorm", fix="it weighs the old running statistics "
+                         "(PyTorch's momentum=0.1 is 0.9 here)")
+    _checks.static_float(self.epsilon, "epsilon", 0.0, where="BatchNorm")
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
-    if x.ndim < 2:
-      raise ValueError(f"{self.label()} expects an input [B, ..., C], got shape "
-                       f"{tuple(x.shape)}")
+    _checks.min_rank(x, 2, where=self.label())
     if train and not self.is_initializing() and not self.is_mutable_collection("batch_stats"):
       raise ValueError(
           f"{self.label()} in train mode updates 'batch_stats', which is immutable here: call "

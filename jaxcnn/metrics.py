@@ -25,17 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numbers
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-    raise ValueError(f"`{name}` (={value!r}) must be an int >= {minimum}")
-  return int(value)
+from jaxcnn import _checks
 
 
 def _check_logits(logits: jax.Array, labels: jax.Array, fn: str) -> None:
@@ -74,7 +68,7 @@ def top_k_correct(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array
   (dead) model is not credited with every tied class. A non-finite label logit is never correct.
   No sort is needed (cheap, deterministic, any ``k``).
   """
-  k = _check_int("k", k)
+  k = _checks.positive_int(k, "k")
   _check_logits(logits, labels, "top_k_correct")
   if k > logits.shape[-1]:
     # Every label is in the top k of k >= K classes: the accuracy would read 1.0 whatever.
@@ -114,7 +108,7 @@ def confusion_matrix(labels: jax.Array, predictions: jax.Array, num_classes: int
   Concrete values outside ``[0, num_classes)`` raise, naming the first; inside jit such an
   example is not counted (rather than landing in another class's cell).
   """
-  num_classes = _check_int("num_classes", num_classes)
+  num_classes = _checks.positive_int(num_classes, "num_classes")
   _check_label_range(labels, num_classes, "labels")
   _check_label_range(predictions, num_classes, "predictions")
   labels, predictions = jnp.asarray(labels, jnp.int32), jnp.asarray(predictions, jnp.int32)

@@ -32,6 +32,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from jaxcnn import _checks
+
 
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
   """Attaches an Agg canvas (so ``fig`` renders without pyplot) and writes ``path`` if given."""
@@ -153,8 +155,7 @@ def plot_confusion(matrix: Any, class_names: Sequence[str] | None = None,
 # Lesson plots: images, feature maps, filters, attributions, model diagrams.
 
 def _grid(n: int, ncols: int | None) -> tuple[int, int]:
-  if ncols is not None and (not isinstance(ncols, int) or ncols < 1):
-    raise ValueError(f"`ncols` (={ncols!r}) must be an int >= 1 or None")
+  ncols = _checks.positive_int(ncols, "ncols", optional=True)
   ncols = min(n, ncols or math.ceil(math.sqrt(n)))
   return math.ceil(n / ncols), ncols
 

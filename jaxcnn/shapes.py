@@ -32,9 +32,10 @@ graph.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any, Union
+
+from jaxcnn import _checks
 
 IntOrSeq = Union[int, Sequence[int]]
 PaddingLike = Union[str, int, Sequence[Union[int, tuple[int, int]]]]
@@ -42,9 +43,7 @@ PaddingLike = Union[str, int, Sequence[Union[int, tuple[int, int]]]]
 PADDING_STRINGS = ("VALID", "SAME", "FULL")
 
 
-def _is_int(value) -> bool:
-  """True for Python and NumPy integers (``np.int64`` from ``np.arange`` sweeps), not bools."""
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+_is_int = _checks.is_int  # Python and NumPy integers (np.int64 from np.arange sweeps), not bools
 
 
 def normalize_tuple(value: IntOrSeq, n: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
@@ -53,23 +52,7 @@ def normalize_tuple(value: IntOrSeq, n: int, name: str, *, minimum: int = 1) -> 
   >>> normalize_tuple(2, 3, 'stride')
   (2, 2, 2)
   """
-  if isinstance(value, bool):
-    raise ValueError(f"`{name}` must be an int or a sequence of ints, got {value!r}")
-  if _is_int(value):
-    out = (value,) * n
-  else:
-    try:
-      out = tuple(value)
-    except TypeError:
-      raise ValueError(f"`{name}` must be an int or a sequence of ints, got {value!r}") from None
-    if len(out) != n:
-      raise ValueError(
-          f"`{name}` (={value!r}) must have one entry per spatial dimension ({n})")
-    if not all(_is_int(v) for v in out):
-      raise ValueError(f"`{name}` must be an int or a sequence of ints, got {value!r}")
-  if any(v < minimum for v in out):
-    raise ValueError(f"`{name}` (={value!r}) must be >= {minimum}")
-  return tuple(int(v) for v in out)
+  return _checks.int_tuple(value, name, n=n, low=minimum)
 
 
 def effective_kernel_size(kernel_size: int, dilation: int) -> int:
@@ -186,10 +169,7 @@ def spatial_output_size(
 
 def _split_input_shape(input_shape: Sequence[int], what: str) -> tuple[int, tuple[int, ...], int]:
   shape = tuple(input_shape)
-  if len(shape) not in (3, 4, 5):
-    raise ValueError(
-        f"{what} expects an input shape [B, *spatial, C] with 1, 2 or 3 spatial dimensions, "
-        f"got {shape} (rank {len(shape)})")
+  _checks.rank(shape, (3, 4, 5), "input_shape", where=what, is_shape=True)
   if any((not _is_int(d)) or d <= 0 for d in shape[1:]):
     raise ValueError(f"{what}: input shape {shape} has a non-positive or non-int dimension")
   return shape[0], shape[1:-1], shape[-1]
@@ -259,7 +239,5 @@ def conv_param_count(
   """
   k = normalize_tuple(kernel_size, ndim if _is_int(kernel_size) else len(kernel_size),
                       "kernel_size")
-  if groups < 1 or in_channels % groups or features % groups:
-    raise ValueError(f"`in_channels` (={in_channels}) and `features` (={features}) must be "
-                     f"divisible by `groups` (={groups})")
+  groups = _checks.groups(in_channels, features, groups, out_name="features")
   return math.prod(k) * (in_channels // groups) * features + (features if use_bias else 0)

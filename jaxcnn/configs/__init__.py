@@ -20,6 +20,8 @@ Adding a config: write ``jaxcnn/configs/<name>.py`` with a ``get_config()``.
 
 import pathlib
 
+from jaxcnn import _checks
+
 NAMES = tuple(sorted(p.stem for p in pathlib.Path(__file__).parent.glob("*.py")
                      if not p.stem.startswith("_")))
 
@@ -28,8 +30,7 @@ def path(name: str) -> str:
   """The file of config ``name`` (``'cifar10_tutorial'``), for command lines; a ``:arg`` suffix
   is kept (``'speedrun:cpu70'``). Raises one line naming the known configs."""
   stem, sep, arg = name.partition(":")
-  if stem not in NAMES:
-    raise ValueError(f"unknown config {stem!r}; known: {', '.join(NAMES)} (or give a file path)")
+  _checks.choice(stem, "config", NAMES, fix="or give a config file by path")
   return str(pathlib.Path(__file__).parent / f"{stem}.py") + sep + arg
 
 

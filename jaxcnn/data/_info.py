@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from jaxcnn import _checks
+
 
 class DatasetNotFoundError(FileNotFoundError):
   """The data is neither on disk nor downloadable; the message says what was tried."""
@@ -73,13 +75,9 @@ def get_info(name: str) -> DatasetInfo:
     >>> get_info('cifar10').image_shape
     (32, 32, 3)
   """
-  try:
-    return DATASETS[name]
-  except (KeyError, TypeError):
-    raise ValueError(
-        f"unknown dataset `name` (={name!r}); known: {sorted(DATASETS)}. For other data use a "
-        "class-per-folder copy (`image_folder=`)."
-    ) from None
+  _checks.choice(name, "name", sorted(DATASETS), where="dataset",
+                 fix="for other data use a class-per-folder copy (`image_folder=`)")
+  return DATASETS[name]
 
 
 def compute_mean_std(images: np.ndarray, *, chunk: int = 4096) -> tuple[tuple[float, ...],

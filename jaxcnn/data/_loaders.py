@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcnn import _checks
 from jaxcnn.data import augment as augment_lib
 from jaxcnn.data._info import compute_mean_std, get_info
 from jaxcnn.data._sources import (import_tf, load_arrays, resolve_process, resolve_source,
@@ -43,12 +44,6 @@ def _epoch_keys(seed: int, epoch: jax.Array,
     root = jax.random.fold_in(root, process_index)
   perm_key, aug_root = jax.random.split(jax.random.fold_in(root, epoch))
   return perm_key, aug_root
-
-
-def _check_process_index(process_index: int) -> int:
-  if not isinstance(process_index, (int, np.integer)) or process_index < 0:
-    raise ValueError(f"`process_index` (={process_index!r}) must be a non-negative int")
-  return int(process_index)
 
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float],
@@ -85,18 +80,19 @@ def _check_stats(mean, std, channels: int) -> tuple[tuple[float, ...], tuple[flo
   return mean, std
 
 
-def _check_batch(batch_size: int, num_examples: int, drop_remainder: bool) -> int:
-  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f"`batch_size` (={batch_size!r}) must be a positive int")
+def _check_batch(batch_size: Any, num_examples: int, drop_remainder: bool) -> tuple[int, int]:
+  """``(batch_size, steps_per_epoch)``."""
+  batch_size = _checks.positive_int(batch_size, "batch_size")
   if drop_remainder and batch_size > num_examples:
     raise ValueError(
         f"`batch_size` (={batch_size}) is larger than the split ({num_examples} examples on this "
         "process): with drop_remainder=True an epoch would have no batch")
-  return num_examples // batch_size if drop_remainder else math.ceil(num_examples / batch_size)
+  return batch_size, (num_examples // batch_size if drop_remainder
+                      else math.ceil(num_examples / batch_size))
 
 
 def _check_start(start_step: int, steps: int) -> None:
-  if not 0 <= start_step <= steps:
+  if not _checks.is_int(start_step) or not 0 <= start_step <= steps:
     raise ValueError(f"`start_step` (={start_step}) must be in [0, steps_per_epoch={steps}]")
 
 
@@ -143,13 +139,13 @@ class DeviceLoader:
       raise ValueError(
           f"`arrays['label']` shape {labels.shape} does not match {images.shape[0]} images")
     self.num_examples = int(images.shape[0])
-    self.batch_size = int(batch_size)
-    self.steps_per_epoch = _check_batch(batch_size, self.num_examples, drop_remainder)
+    self.batch_size, self.steps_per_epoch = _check_batch(batch_size, self.num_examples,
+                                                         drop_remainder)
     self.image_shape = tuple(images.shape[1:])
     self.mean, self.std = _check_stats(mean, std, images.shape[-1])
     self.shuffle, self.seed, self.drop_remainder = bool(shuffle), int(seed), bool(drop_remainder)
     self.dtype = dtype
-    self.process_index = _check_process_index(process_index)
+    self.process_index = _checks.positive_int(process_index, "process_index", low=0)
     self._augment = augment_lib.make_augment(augment, seed=self.seed)
 
     data_sharding = None
@@ -245,12 +241,12 @@ class StreamLoader:
     self._ds = ds
     self.image_shape = tuple(ds.element_spec["image"].shape)
     self.num_examples = int(num_examples)
-    self.batch_size = int(batch_size)
-    self.steps_per_epoch = _check_batch(batch_size, self.num_examples, drop_remainder)
+    self.batch_size, self.steps_per_epoch = _check_batch(batch_size, self.num_examples,
+                                                         drop_remainder)
     self.mean, self.std = _check_stats(mean, std, self.image_shape[-1])
     self.shuffle, self.seed, self.drop_remainder = bool(shuffle), int(seed), bool(drop_remainder)
     self.dtype = dtype
-    self.process_index = _check_process_index(process_index)
+    self.process_index = _checks.positive_int(process_index, "process_index", low=0)
     self.shuffle_buffer = int(shuffle_buffer or self.num_examples)
     self._augment = augment_lib.make_augment(augment, seed=self.seed)
     self._process_fn = jax.jit(self._process)
@@ -354,8 +350,7 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
     ...                     image_folder='../shared/data/cifar10_jpeg_train.tar.gz')  # doctest: +SKIP
     >>> for batch in train.epoch(0): ...  # doctest: +SKIP
   """
-  if kind not in ("device", "stream"):
-    raise ValueError(f"`kind` (={kind!r}) must be 'device' or 'stream'")
+  _checks.choice(kind, "kind", ("device", "stream"))
   info = get_info(name) if name is not None else None
   if mean is None or std is None:
     if info is not None:

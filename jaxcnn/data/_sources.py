@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxcnn import _checks
 from jaxcnn._errors import brief
 from jaxcnn.data._info import DatasetInfo, DatasetNotFoundError, get_info
 from jaxcnn.data._split import parse_split, resolve_split, shard_range
@@ -593,8 +594,7 @@ def resolve_source(source: str, *, image_folder: Any = None, data_dir: Any = Non
   >>> resolve_source('auto', image_folder='/data/cifar')
   'folder'
   """
-  if source not in SOURCES:
-    raise ValueError(f"unknown data `source` (={source!r}); known: {', '.join(SOURCES)}")
+  _checks.choice(source, "source", SOURCES, where="data")
   if source == "folder" and image_folder is None:
     raise ValueError("`source` (='folder') needs `image_folder` (a class-per-folder root or its "
                      "tarball)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from jaxcnn import _checks
+
 _SPLIT_RE = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:\[\s*([-+]?\d+%?)?\s*:\s*([-+]?\d+%?)?\s*\])?\s*$")
 
 
@@ -108,8 +110,7 @@ def shard_range(start: int, stop: int, process_index: int, process_count: int, *
     >>> [shard_range(0, 10, i, 3, drop_remainder=True) for i in range(3)]
     [(0, 3), (3, 6), (6, 9)]
   """
-  if process_count < 1:
-    raise ValueError(f"`process_count` (={process_count}) must be >= 1")
+  process_count = _checks.positive_int(process_count, "process_count")
   if not 0 <= process_index < process_count:
     raise ValueError(
         f"`process_index` (={process_index}) must be in [0, process_count={process_count})")

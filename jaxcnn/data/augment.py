@@ -28,23 +28,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxcnn import _checks
+
 Augment = Callable[..., jax.Array]  # (key, images[, index, epoch]) -> images
 
 _PAD_MODES = {"constant": "constant", "zero": "constant", "reflect": "reflect", "edge": "edge"}
 
 
 def _check_images(images: jax.Array, fn: str) -> None:
-  if images.ndim != 4:
-    raise ValueError(f"`{fn}` expects images [B, H, W, C], got shape {tuple(images.shape)}")
+  _checks.rank(images, 4, "images", where=f"`{fn}`")
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-  if isinstance(value, int):
-    value = (value, value)
-  value = tuple(int(v) for v in value)
-  if len(value) != 2 or min(value) < 0:
-    raise ValueError(f"`{name}` (={value!r}) must be a non-negative int or a pair of them")
-  return value
+  """An int ``>= 0`` for both H and W, or one per dimension ``(h, w)``."""
+  return _checks.int_tuple(value, name, n=2, low=0)
 
 
 def random_crop(key: jax.Array, images: jax.Array, padding: int | Sequence[int] = 4,
@@ -66,8 +63,7 @@ def random_crop(key: jax.Array, images: jax.Array, padding: int | Sequence[int] 
     (2, 8, 8, 1)
   """
   _check_images(images, "random_crop")
-  if mode not in _PAD_MODES:
-    raise ValueError(f"`mode` (={mode!r}) must be one of {sorted(_PAD_MODES)}")
+  _checks.choice(mode, "mode", sorted(_PAD_MODES))
   ph, pw = _pair(padding, "padding")
   b, h, w, c = images.shape
   if mode == "reflect" and (ph >= h or pw >= w):
@@ -229,8 +225,7 @@ def make_augment(spec: Any, *, seed: int = 0) -> Augment:
     if len(item) != 2:
       raise ValueError(f"augmentation item {item!r} must be a name or a (name, kwargs) pair")
     name, kwargs = item
-    if name not in AUGMENTATIONS:
-      raise ValueError(f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
+    _checks.choice(name, "augment", sorted(AUGMENTATIONS))
     fn, kwargs = AUGMENTATIONS[name], dict(kwargs or {})
     if fn in _POSITIONAL:
       kwargs.setdefault("seed", seed)

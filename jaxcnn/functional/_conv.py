@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxcnn import shapes
+from jaxcnn import _checks, shapes
 from jaxcnn.functional import _conv_fast
 from jaxcnn.shapes import IntOrSeq, PaddingLike
 
@@ -33,12 +33,7 @@ _LAYOUTS = {1: "[B, W, C]", 2: "[B, H, W, C]", 3: "[B, D, H, W, C]"}
 
 def _spatial_rank(x: ArrayLike, name: str = "x") -> int:
   """Number of spatial dimensions of a channels-last input; raises for a rank other than 3-5."""
-  shape = jnp.shape(x)
-  if len(shape) not in (3, 4, 5):
-    raise ValueError(
-        f"`{name}` must be [B, W, C], [B, H, W, C] or [B, D, H, W, C], got shape {shape} "
-        f"(rank {len(shape)})")
-  return len(shape) - 2
+  return _checks.rank(x, (3, 4, 5), name) - 2
 
 
 def _check_conv_args(x: ArrayLike, w: ArrayLike, b: ArrayLike | None, groups: int) -> int:
@@ -49,18 +44,15 @@ def _check_conv_args(x: ArrayLike, w: ArrayLike, b: ArrayLike | None, groups: in
     raise ValueError(
         f"`w` must have rank {len(x_shape)} ([*kernel_size, C_in // groups, C_out]) to match "
         f"`x` of shape {x_shape}, got shape {w_shape} (rank {len(w_shape)})")
-  if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-    raise ValueError(f"`groups` (={groups!r}) must be an int >= 1")
   c_in, c_out = x_shape[-1], w_shape[-1]
-  if c_in % groups:
-    raise ValueError(f"`in_channels` (={c_in}) must be divisible by `groups` (={groups})")
+  hint = _checks.channels_last_hint(x_shape)
+  groups = _checks.groups(c_in, None, groups, fix=hint)
   if w_shape[-2] * groups != c_in:
-    raise ValueError(
+    raise ValueError(_checks.with_fix(
         f"`w.shape[-2]` (={w_shape[-2]}) times `groups` (={groups}) must equal the input "
-        f"channels `x.shape[-1]` (={c_in}); `w` has shape {w_shape}, `x` has shape {x_shape}")
-  if c_out % groups:
-    raise ValueError(
-        f"`out_channels` (=w.shape[-1]={c_out}) must be divisible by `groups` (={groups})")
+        f"channels `x.shape[-1]` (={c_in}); `w` has shape {w_shape}, `x` has shape {x_shape}",
+        hint))
+  _checks.groups(None, c_out, groups, out_from="w.shape[-1]")
   if b is not None and tuple(jnp.shape(b)) != (c_out,):
     raise ValueError(f"bias `b` must have shape ({c_out},) = [C_out], got {jnp.shape(b)}")
   return n
@@ -165,10 +157,7 @@ def _conv_nd(n: int, name: str):
       groups: int = 1,
       precision: lax.PrecisionLike = None,
   ) -> Array:
-    if jnp.ndim(x) != n + 2:
-      raise ValueError(
-          f"`{name}` expects `x` of shape {_LAYOUTS[n]}, got shape {jnp.shape(x)} "
-          f"(rank {jnp.ndim(x)}); use `conv` for any spatial rank")
+    _checks.rank(x, n + 2, where=f"`{name}`", fix="use `conv` for any spatial rank")
     return conv(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups,
                 precision=precision)
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcnn import _tuning
+from jaxcnn import _checks, _tuning
 
 FORMULATIONS = ("xla", "patches")
 PARTS = ("fwd", "dx", "dw")
@@ -83,8 +83,7 @@ _FORMS = {"xla": _xla}
 
 
 def register_formulation(name: str, fn) -> None:
-  if name not in FORMULATIONS:
-    raise ValueError(f"unknown formulation {name!r}; known: {', '.join(FORMULATIONS)}")
+  _checks.choice(name, "formulation", FORMULATIONS)
   _FORMS[name] = fn
 
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcnn.functional._checks import real_param, static_float
+from jaxcnn import _checks
 
 __all__ = [
     "dense", "flatten", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax",
@@ -89,14 +89,14 @@ def leaky_relu(x: jax.Array, negative_slope: float = 0.01) -> jax.Array:
   >>> float(jax.grad(leaky_relu)(0.0)), float(jax.grad(leaky_relu)(-2.0))
   (0.009999999776482582, 0.009999999776482582)
   """
-  negative_slope = real_param(negative_slope, "negative_slope", where="leaky_relu")
+  negative_slope = _checks.real_param(negative_slope, "negative_slope", where="leaky_relu")
   x = jnp.asarray(x)
   return jnp.where(x > 0, x, negative_slope * x)
 
 
 def elu(x: jax.Array, alpha: float = 1.0) -> jax.Array:
   """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
-  return jax.nn.elu(x, real_param(alpha, "alpha", where="elu"))
+  return jax.nn.elu(x, _checks.real_param(alpha, "alpha", where="elu"))
 
 
 def gelu(x: jax.Array, approximate: bool = False) -> jax.Array:
@@ -208,7 +208,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, *,
   >>> round(float(cross_entropy(jnp.zeros((1, 4)), jnp.array([2]))[0]), 4)  # log(4)
   1.3863
   """
-  eps = static_float(label_smoothing, "label_smoothing", 0.0, 1.0)
+  eps = _checks.rate(label_smoothing, "label_smoothing")
   logits, labels = jnp.asarray(logits), jnp.asarray(labels)
   if logits.ndim < 2:
     # A lone [K] row would give a scalar loss that a batch mean then silently takes as is.

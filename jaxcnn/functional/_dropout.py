@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcnn.functional._checks import static_float
+from jaxcnn import _checks
 
 __all__ = ["dropout", "channel_dropout"]
 
@@ -19,7 +19,7 @@ __all__ = ["dropout", "channel_dropout"]
 def _check_rate(rate) -> float:
   """``rate`` is a static hyperparameter: validate it in Python, before any tracing (a string
   such as ``'0.5'`` from a config is refused, not converted)."""
-  return static_float(rate, "rate", 0.0, 1.0)
+  return _checks.rate(rate)
 
 
 def _apply_mask(key: jax.Array, x: jax.Array, rate: float, mask_shape: tuple[int, ...]):
@@ -75,10 +75,7 @@ def channel_dropout(key: jax.Array, x: jax.Array, rate: float, *,
   True
   """
   rate = _check_rate(rate)
-  if jnp.ndim(x) < 3:
-    raise ValueError(
-        f"channel_dropout expects x of shape [B, *spatial, C] (rank >= 3), got shape "
-        f"{tuple(jnp.shape(x))} (rank {jnp.ndim(x)})")
+  _checks.min_rank(x, 3, where="channel_dropout", layout="[B, *spatial, C]")
   if deterministic or rate == 0.0:
     return x
   x = jnp.asarray(x)

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcnn import _checks
+
 __all__ = ["batch_norm"]
 
 
@@ -62,19 +64,17 @@ def batch_norm(
   ([-1.0, 1.0], [0.20000000298023224], [1.0])
   """
   x = jnp.asarray(x)
-  if x.ndim < 2:
-    raise ValueError(
-        f"batch_norm expects x of shape [B, ..., C] (rank >= 2), got shape {tuple(x.shape)}")
+  _checks.min_rank(x, 2, where="batch_norm")
   channels = x.shape[-1]
   for name, value in (("scale", scale), ("bias", bias), ("mean", mean), ("var", var)):
     if value is not None and jnp.shape(value) != (channels,):
       raise ValueError(
           f"batch_norm: `{name}` must have shape ({channels},) for x of shape "
           f"{tuple(x.shape)}, got {tuple(jnp.shape(value))}")
-  if not isinstance(momentum, jax.core.Tracer) and not 0.0 <= momentum <= 1.0:
-    raise ValueError(f"`momentum` (={momentum!r}) must be in [0, 1]")
-  if not isinstance(epsilon, jax.core.Tracer) and not epsilon >= 0.0:
-    raise ValueError(f"`epsilon` (={epsilon!r}) must be >= 0")
+  # Checked, not converted: a traced momentum or epsilon (an argument of a jitted step) passes.
+  _checks.static_float(momentum, "momentum", 0.0, 1.0, high_closed=True, allow_traced=True,
+                       where="batch_norm")
+  _checks.static_float(epsilon, "epsilon", 0.0, allow_traced=True, where="batch_norm")
 
   compute_dtype = jnp.promote_types(x.dtype, jnp.float32)
   xc = x.astype(compute_dtype)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcnn import shapes
+from jaxcnn import _checks, shapes
 from jaxcnn.shapes import IntOrSeq, PaddingLike
 
 __all__ = ["max_pool", "avg_pool", "sum_pool", "lp_pool", "global_avg_pool", "global_max_pool"]
@@ -37,11 +37,7 @@ __all__ = ["max_pool", "avg_pool", "sum_pool", "lp_pool", "global_avg_pool", "gl
 
 def _check_rank(x: jax.Array, what: str) -> int:
   """Returns the number of spatial dims of ``x`` ([B, *spatial, C]) or raises."""
-  if x.ndim not in (3, 4, 5):
-    raise ValueError(
-        f"{what} expects x of shape [B, *spatial, C] with 1, 2 or 3 spatial dimensions "
-        f"(rank 3, 4 or 5), got shape {tuple(x.shape)} (rank {x.ndim})")
-  return x.ndim - 2
+  return _checks.rank(x, (3, 4, 5), where=what) - 2
 
 
 def _resolve(x: jax.Array, window: IntOrSeq, stride: IntOrSeq | None, padding: PaddingLike,
@@ -210,11 +206,7 @@ def lp_pool(x: jax.Array, p: float, window: IntOrSeq, stride: IntOrSeq | None = 
   5.0
   """
   x = _as_inexact(x)
-  if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-    raise ValueError(f"`p` must be a Python number >= 1, got {p!r}")
-  p = float(p)
-  if not p >= 1:  # also catches nan
-    raise ValueError(f"`p` (={p!r}) must be >= 1")
+  p = _checks.number(p, "p", 1.0)
   w, s, pads, out = _resolve(x, window, stride, padding, "lp_pool")
   if math.isinf(p):
     return _reduce(jnp.abs(x), 0, lax.max, w, s, pads)

@@ -14,13 +14,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcnn import _checks
 from jaxcnn import layers as L
 from jaxcnn.models._registry import Dtype, ImageClassifier, register
-
-
-def _check_positive(name: str, value: int) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"`{name}` (={value!r}) must be an int >= 1")
 
 
 class LeNet5(ImageClassifier):
@@ -47,8 +43,7 @@ class LeNet5(ImageClassifier):
 
   @nn.compact
   def forward(self, x: jax.Array, train: bool) -> jax.Array:
-    if self.pool not in ("avg", "max"):
-      raise ValueError(f"LeNet5 `pool` (={self.pool!r}) must be 'avg' or 'max'")
+    _checks.choice(self.pool, "pool", ("avg", "max"), where="LeNet5")
     pool = L.AvgPool if self.pool == "avg" else L.MaxPool
     pads = [(max(0, 32 - n) // 2, max(0, 32 - n) - max(0, 32 - n) // 2) for n in x.shape[1:3]]
     x = L.Conv(6, 5, padding=pads, activation=self.activation, dtype=self.dtype)(x)
@@ -85,8 +80,8 @@ class AlexNetCIFAR(ImageClassifier):
 
   @nn.compact
   def forward(self, x: jax.Array, train: bool) -> jax.Array:
-    _check_positive("width", self.width)
-    _check_positive("hidden", self.hidden)
+    _checks.positive_int(self.width, "width")
+    _checks.positive_int(self.hidden, "hidden")
     c = lambda n: max(1, n * self.width // 64)
     conv = lambda f, k, **kw: L.Conv(f, k, activation="relu", dtype=self.dtype, **kw)
     x = conv(c(64), 11, stride=4, padding=5)(x)
@@ -137,7 +132,7 @@ class VGG(ImageClassifier):
 
   @nn.compact
   def forward(self, x: jax.Array, train: bool) -> jax.Array:
-    _check_positive("width", self.width)
+    _checks.positive_int(self.width, "width")
     for item in self.config:
       if item == "M":
         x = L.MaxPool(2)(x)
@@ -168,7 +163,7 @@ class BNCNN(ImageClassifier):
     if not self.widths:
       raise ValueError("BNCNN `widths` (=()) must name at least one conv width")
     for w in self.widths:
-      _check_positive("widths", w)
+      _checks.positive_int(w, "widths")
       x = L.Conv(w, 3, padding="SAME", use_bias=False, dtype=self.dtype)(x)
       x = L.BatchNorm(axis_name=self.axis_name, dtype=self.dtype)(x, train=train)
       x = L.MaxPool(2)(jax.nn.relu(x))

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcnn import _checks
 from jaxcnn import layers as L
 from jaxcnn.models._registry import Dtype, ImageClassifier, logits_f32, register
 
@@ -68,8 +69,7 @@ class StrideNet(ImageClassifier):
 
   @nn.compact
   def forward(self, x: jax.Array, train: bool) -> jax.Array:
-    if self.head not in ("flatten", "gap"):
-      raise ValueError(f"StrideNet `head` (={self.head!r}) must be 'flatten' or 'gap'")
+    _checks.choice(self.head, "head", ("flatten", "gap"), where="StrideNet")
     for width in self.features:
       x = L.Conv(width, 3, stride=2, padding="SAME", activation="relu", dtype=self.dtype)(x)
     x = L.Flatten()(x) if self.head == "flatten" else L.GlobalAvgPool()(x)
@@ -101,8 +101,7 @@ def mlp(*, num_classes: int, dtype: Dtype, hidden: Sequence[int] = (512, 512),
 def stridenet(*, num_classes: int, dtype: Dtype, features: Sequence[int] = (32, 64, 128),
               head: str = "flatten", axis_name: str | None = None) -> nn.Module:
   """StrideNet: stride-2 3x3 convs (32, 64, 128), then Flatten (or GlobalAvgPool) + Dense."""
-  if head not in ("flatten", "gap"):
-    raise ValueError(f"StrideNet `head` (={head!r}) must be 'flatten' or 'gap'")
+  _checks.choice(head, "head", ("flatten", "gap"), where="StrideNet")
   return StrideNet(num_classes=num_classes, features=tuple(features), head=head, dtype=dtype)
 
 

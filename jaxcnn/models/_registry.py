@@ -1,14 +1,16 @@
-"""The model registry and what every image model shares: the input-rank check, float32 logits."""
+"""The model registry and what every image model shares: the input-layout check, float32
+logits."""
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxcnn import _checks
 
 Dtype = Any
 ModelFactory = Callable[..., nn.Module]
@@ -43,11 +45,8 @@ def get_model(name: str, *, num_classes: int = 10, dtype: Dtype = jnp.float32,
   >>> get_model('mlp', hidden=(128,), dropout=0.1).hidden
   (128,)
   """
-  if not isinstance(name, str) or name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-  if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or (
-      num_classes < 1):
-    raise ValueError(f"`num_classes` (={num_classes!r}) must be an int >= 1")
+  _checks.choice(name, "model", sorted(MODELS))
+  num_classes = _checks.positive_int(num_classes, "num_classes")
   return MODELS[name](num_classes=num_classes, dtype=check_dtype(dtype), axis_name=axis_name,
                       **kwargs)
 
@@ -85,14 +84,15 @@ def logits_f32(x: jax.Array) -> jax.Array:
   return x.astype(jnp.float32)
 
 
-_LAYOUT = {1: "[B, W, C]", 2: "[B, H, W, C]", 3: "[B, D, H, W, C]"}
-
-
 def check_image_rank(x: Any, spatial_rank: int, model: str) -> None:
-  """Raises one line unless ``x`` is a batch of images of ``spatial_rank`` spatial dims.
+  """Raises one line unless ``x`` is a batch of channels-last images of ``spatial_rank``
+  spatial dims.
 
   Without it a 2-D net given MNIST as ``keras.datasets`` shapes it, ``[B, 28, 28]``, silently
-  becomes a 1-D net (its convolutions read ``28`` as channels) and still trains.
+  becomes a 1-D net (its convolutions read ``28`` as channels) and still trains. A batch that
+  looks NCHW (``[B, 3, 32, 32]``: 3 or 1 first, many last; :func:`jaxcnn._checks.looks_nchw`)
+  is refused too: read channels-last it is images 3 pixels high with 32 channels, which a
+  SAME-padded net would also train on without a word.
 
   >>> check_image_rank(jnp.zeros((8, 28, 28)), 2, 'LeNet5')
   Traceback (most recent call last):
@@ -100,17 +100,21 @@ def check_image_rank(x: Any, spatial_rank: int, model: str) -> None:
   ValueError: LeNet5 is a 2-D model: x must be [B, H, W, C] (rank 4), got shape (8, 28, 28) (rank 3); for one-channel images add the channel axis: x[..., None]
   """
   ndim, want = jnp.ndim(x), spatial_rank + 2
+  shape = tuple(jnp.shape(x))
+  layout = _checks.LAYOUTS[want]
+  if ndim == want and _checks.looks_nchw(shape):
+    raise ValueError(f"{model} got x of shape {shape}, which looks NCHW (channels on axis 1); "
+                     f"{_checks.CHANNELS_LAST_HINT}")
   if ndim == want:
     return
-  shape = tuple(jnp.shape(x))
   if ndim == want - 1 and shape[-1] in (1, 3, 4):
     fix = "for a single image add the batch axis: x[None]"
   elif ndim == want - 1:
     fix = "for one-channel images add the channel axis: x[..., None]"
   else:
-    fix = f"pass a batch of images {_LAYOUT[spatial_rank]}"
-  raise ValueError(f"{model} is a {spatial_rank}-D model: x must be {_LAYOUT[spatial_rank]} "
-                   f"(rank {want}), got shape {shape} (rank {ndim}); {fix}")
+    fix = f"pass a batch of images {layout}"
+  raise ValueError(f"{model} is a {spatial_rank}-D model: x must be {layout} (rank {want}), "
+                   f"got shape {shape} (rank {ndim}); {fix}")
 
 
 class ImageClassifier(nn.Module):

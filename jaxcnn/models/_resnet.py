@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcnn import _checks
 from jaxcnn import layers as L
 from jaxcnn.models._registry import Dtype, ImageClassifier, register
 
@@ -85,9 +86,8 @@ class BasicBlock(nn.Module):
 
 
 def _check_shortcut(shortcut: str) -> None:
-  if shortcut not in ("A", "B"):
-    raise ValueError(f"`shortcut` (={shortcut!r}) must be 'A' (zero-padding identity) or 'B' "
-                     "(1x1 conv projection)")
+  _checks.choice(shortcut, "shortcut", ("A", "B"),
+                 fix="'A' is the zero-padding identity, 'B' the 1x1 conv projection")
 
 
 class ResNet(ImageClassifier):
@@ -222,8 +222,7 @@ class ResNet9(ImageClassifier):
 
   @nn.compact
   def forward(self, x: jax.Array, train: bool) -> jax.Array:
-    if self.width < 1:
-      raise ValueError(f"`width` (={self.width!r}) must be an int >= 1")
+    _checks.positive_int(self.width, "width")
     c = lambda m: m * self.width
     conv_bn = lambda f: _ConvBN(f, 3, 1, axis_name=self.axis_name, dtype=self.dtype)
     x = conv_bn(c(1))(x, train)
@@ -291,8 +290,7 @@ def wide_resnet(*, num_classes: int, dtype: Dtype, depth: int = 28, widen_factor
   if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
     raise ValueError(f"Wide ResNet `depth` (={depth!r}) must be 6n+4 with n >= 1 "
                      "(10, 16, 22, 28, 40, ...)")
-  if not isinstance(widen_factor, int) or widen_factor < 1:
-    raise ValueError(f"`widen_factor` (={widen_factor!r}) must be an int >= 1")
+  _checks.positive_int(widen_factor, "widen_factor")
   n = (depth - 4) // 6
   k = widen_factor
   return PreActResNet(blocks=(n, n, n), widths=(16 * k, 32 * k, 64 * k), stem=16,

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcnn import _checks
 from jaxcnn import functional as F
 from jaxcnn import layers as L
 from jaxcnn.models._registry import Dtype, ImageClassifier, register
@@ -58,9 +59,7 @@ def whitening_kernel(images: jax.Array, eps: float = 5e-4, kernel_size: int = 2)
   (2, 2, 3, 24)
   """
   images = jnp.asarray(images, jnp.float32)
-  if images.ndim != 4:
-    raise ValueError(f"whitening_kernel: `images` must be [N, H, W, C], got shape "
-                     f"{tuple(images.shape)}")
+  _checks.rank(images, 4, "images", where="whitening_kernel", layouts="[N, H, W, C]")
   if images.shape[1] < kernel_size or images.shape[2] < kernel_size:
     raise ValueError(f"whitening_kernel: images {tuple(images.shape)} are smaller than "
                      f"`kernel_size` (={kernel_size})")
@@ -195,11 +194,9 @@ class SpeedNet(ImageClassifier):
 
   @nn.compact
   def forward(self, x: jax.Array, train: bool) -> jax.Array:
-    if self.depth not in (2, 3):
-      raise ValueError(f"SpeedNet `depth` (={self.depth!r}) must be 2 (airbench94) or 3 "
-                       "(airbench96)")
-    if not self.width_mult > 0:
-      raise ValueError(f"SpeedNet `width_mult` (={self.width_mult!r}) must be > 0")
+    _checks.choice(self.depth, "depth", (2, 3), where="SpeedNet",
+                   fix="2 is airbench94, 3 airbench96")
+    _checks.number(self.width_mult, "width_mult", 0.0, low_closed=False, where="SpeedNet")
     widths = [max(1, round(w * self.width_mult)) for w in self.widths]
     k = self.whiten_kernel_size
     bound = 1.0 / math.sqrt(k * k * x.shape[-1])  # PyTorch's default bias init

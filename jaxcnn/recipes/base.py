@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from jaxcnn import _checks
 from jaxcnn.train import config as config_lib
 
 
@@ -39,8 +40,7 @@ def from_config(config: Any) -> Recipe:
   name = config.recipe.get("name")
   if not name:
     return Recipe()
-  if name not in RECIPES:
-    raise ValueError(f"unknown `recipe.name` (={name!r}); known: {', '.join(sorted(RECIPES))}")
+  _checks.choice(name, "recipe.name", sorted(RECIPES))
   return RECIPES[name](config)
 
 

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxcnn import _checks
+
 
 class Averager(NamedTuple):
   """``init(variables) -> state``; ``update(variables, state, step) -> (variables, state)``;
@@ -53,11 +55,6 @@ def _blend(old: Any, new: Any, keep: jax.Array) -> Any:
       old, new)
 
 
-def _check_every(every: int, name: str) -> None:
-  if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-    raise ValueError(f"`{name}` (={every!r}) must be an int >= 1")
-
-
 def ema(decay: float, *, warmup: bool = False, every: int = 1) -> Averager:
   """Exponential moving average of the variables, for evaluation.
 
@@ -68,9 +65,8 @@ def ema(decay: float, *, warmup: bool = False, every: int = 1) -> Averager:
 
   >>> avg = ema(0.999, warmup=True, every=5)
   """
-  if not 0.0 <= decay < 1.0:
-    raise ValueError(f"`decay` (={decay!r}) must be in [0, 1)")
-  _check_every(every, "every")
+  decay = _checks.rate(decay, "decay")
+  every = _checks.positive_int(every, "every")
 
   def init(variables):
     return jax.tree.map(jnp.copy, variables)
@@ -96,9 +92,8 @@ def lookahead(every: int = 5, alpha: float = 0.5) -> Averager:
 
   >>> avg = lookahead(every=5, alpha=0.5)
   """
-  _check_every(every, "every")
-  if not 0.0 < alpha <= 1.0:
-    raise ValueError(f"`alpha` (={alpha!r}) must be in (0, 1]")
+  every = _checks.positive_int(every, "every")
+  alpha = _checks.static_float(alpha, "alpha", 0.0, 1.0, low_closed=False, high_closed=True)
 
   def init(variables):
     return jax.tree.map(jnp.copy, variables)

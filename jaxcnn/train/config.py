@@ -54,13 +54,9 @@ def _int(low: int) -> Check:
   return lambda v, name: _checks.positive_int(v, name, low=low)
 
 
-def _any_int(v: Any, name: str) -> int:
-  return _checks.integer(v, name)
-
-
 def _number(low: float, high: float | None = None, *, low_open: bool = False,
             high_closed: bool = False) -> Check:
-  return lambda v, name: _checks.number(v, name, low, high, low_open=low_open,
+  return lambda v, name: _checks.number(v, name, low, high, low_closed=not low_open,
                                         high_closed=high_closed)
 
 
@@ -91,7 +87,7 @@ def _str(v: Any, name: str) -> str:
 
 
 def _numbers(v: Any, name: str) -> tuple[float, ...]:
-  if not isinstance(v, (tuple, list)) or not all(_checks.is_number(e) for e in v):
+  if not isinstance(v, (tuple, list)) or not all(_checks.is_real_number(e) for e in v):
     raise ValueError(f"`{name}` (={v!r}) must be a tuple of numbers")
   return tuple(float(e) for e in v)
 
@@ -180,8 +176,8 @@ class Config:
   eval_batch_size: int = _key(0, "the evaluation batch (0: batch_size)", _int(0))
   num_epochs: float = _key(10.0, "passes over the train split; a fraction ends mid-epoch "
                            "(ceil(num_epochs * steps_per_epoch) steps)", _number(0.0))
-  num_train_steps: int = _key(-1, "when > 0, the number of steps (overrides num_epochs)",
-                              _any_int)
+  num_train_steps: int = _key(-1, "when > 0, the number of steps (overrides num_epochs); -1 or "
+                              "0: num_epochs decides", _int(-1))
   parallel: str = _key("none", "'none' (one device) | 'pmap' (local devices) | 'mesh' (all "
                        "devices; preferred)", _choice(PARALLEL_MODES))
   distributed: bool = _key(False, "call jax.distributed.initialize() (multi-host)", _bool)

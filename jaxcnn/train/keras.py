@@ -35,6 +35,7 @@ import jax
 import numpy as np
 import optax
 
+from jaxcnn import _checks
 from jaxcnn.train import config as config_lib
 from jaxcnn.train import loop
 from jaxcnn.train import optim
@@ -55,8 +56,7 @@ class ArrayLoader:
     x, y = _images(x), np.asarray(y)
     if x.shape[0] != y.shape[0]:
       raise ValueError(f"`x` has {x.shape[0]} examples but `y` has {y.shape[0]}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-      raise ValueError(f"`batch_size` (={batch_size!r}) must be an int >= 1")
+    batch_size = _checks.positive_int(batch_size, "batch_size")
     self.x, self.y = x, check_labels(y)
     self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
     self.drop_remainder = drop_remainder
@@ -339,9 +339,7 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
 
   >>> h = fit(model, (x, y), epochs=2, optimizer=optax.sgd(0.1), verbose=0)  # doctest: +SKIP
   """
-  if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
-                             or epochs < 1):
-    raise ValueError(f"`epochs` (={epochs!r}) must be an int >= 1")
+  epochs = _checks.positive_int(epochs, "epochs", optional=True)
   if isinstance(model, type):
     raise TypeError(f"`model` (=the class {model.__name__}) must be a module instance, e.g. "
                     f"{model.__name__}(...), or a registered model name")
@@ -442,8 +440,7 @@ def predict(state: TrainState, x: Any, *, batch_size: int = 256,
   whatever ``N`` (``N = 0`` gives ``[0, K]``). ``state``: as in :func:`evaluate`.
   """
   state = _as_state(state)
-  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f"`batch_size` (={batch_size!r}) must be an int >= 1")
+  batch_size = _checks.positive_int(batch_size, "batch_size")
   x = _images(x)
   n = x.shape[0]
   out = []

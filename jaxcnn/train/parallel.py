@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxcnn import _checks
 from jaxcnn.train.steps import AXIS_NAME
 
 MODES = ("none", "pmap", "mesh")
@@ -62,8 +63,7 @@ def donate_state(platform: str | None = None) -> tuple[int, ...]:
 
 
 def validate_mode(mode: str) -> None:
-  if mode not in MODES:
-    raise ValueError(f"unknown `parallel` mode (={mode!r}); known: {', '.join(MODES)}")
+  _checks.choice(mode, "parallel", MODES)
 
 
 def num_devices_for(mode: str) -> int:
@@ -79,12 +79,9 @@ def num_devices_for(mode: str) -> int:
 def check_batch_size(batch_size: int, mode: str, what: str = "batch_size") -> None:
   """Raises ``ValueError`` naming both numbers when ``batch_size`` does not split evenly."""
   n = num_devices_for(mode)
-  if not isinstance(batch_size, int) or batch_size < 1:
-    raise ValueError(f"`{what}` (={batch_size!r}) must be a positive int")
-  if batch_size % n:
-    raise ValueError(
-        f"`{what}` (={batch_size}) must be divisible by the number of devices (={n}) "
-        f"for parallel={mode!r}")
+  batch_size = _checks.positive_int(batch_size, what)
+  _checks.divisible(batch_size, what, n, "the number of devices",
+                    fix=f"parallel={mode!r} splits every batch evenly over them")
   if mode == "none" and jax.process_count() > 1:
     raise ValueError(f"parallel='none' cannot run on {jax.process_count()} processes; "
                      "use 'mesh' or 'pmap'")
