@@ -498,5 +498,5 @@ def model_diagram(model: Any, input_shape: Sequence[int], *,
     if i:
       ax.annotate("", xy=(5.0, top), xytext=(5.0, top + gap),
                   arrowprops=dict(arrowstyle="-|>", color="#345", linewidth=1.0))
-  fig.suptitle(title or f"{s.model_name}: {s.total_params:,} parameters", fontsize=10)
+  _suptitle(fig, title or f"{s.model_name}: {s.total_params:,} parameters", 10)
   return _save(fig, path)
