@@ -21,7 +21,8 @@ Cell by cell (the notebook prints or draws; the lesson prints or draws the same,
 * ``train_images.shape, train_labels.shape``: the notebook's ``((50000, 32, 32, 3), (50000,
   1))`` beside this split's (45,000 images; labels a flat vector), ``test_images.shape``
   likewise; ``train_images[0]`` (the official first training image, a frog, found in the copy
-  by its class and rank; its pixels are the JPEG copy's, within a few levels of the original).
+  by its class and rank; its pixels are the JPEG copy's, about 30 dB PSNR from the original,
+  so not bit-equal).
 * the 5x5 grid of ``train_images[0..24]`` with class names: the official first 25 images
   (frog, truck, truck, deer, automobile, ...), the same pictures as the notebook's.
 * ``model.summary()`` (named ``tutorial_cnn``; the notebook's is Keras' ``model``) and
