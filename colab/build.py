@@ -160,9 +160,12 @@ NOTEBOOKS_SHOWN = {
                             "numpy/scipy/jax", 9),
     "lesson_shapes": ("lesson 3: output-shape and parameter formulas, the quizzes, model "
                       "diagrams", 8),
-    "lesson_edge_filters": ("lesson 4: Sobel, Laplacian, the uint8 pitfall, border handling", 7),
-    "lesson_cifar10_cnn": ("lesson 5: the tutorial CNN trained: curves, filters, feature maps, "
-                           "confusion matrix", 18),
+    "lesson_edge_filters": ("lesson 4: Sobel, high-pass, the quiz's kernels, the uint8 pitfall, "
+                            "border handling", 7),
+    "lesson_cifar10_cnn": ("lesson 5: the TensorFlow tutorial's CNN trained: curves, 'I think "
+                           "this is a ...', confusion matrix", 18),
+    "lesson_filters_and_maps": ("lesson 5b: the Keras notebook's CNN: summary, plot_model, "
+                                "curves, trained filters and feature maps per layer", 14),
     "lesson_mnist_mlp": ("lesson 6: an MLP with a validation split, the best model saved and "
                          "tested", 14),
     "lesson_mlp_vs_cnn": ("lesson 7: MLP vs CNN on centred and shifted digits", 8),

@@ -153,6 +153,7 @@ def summary(
     *,
     print_fn: Callable[[str], Any] | None = print,
     input_dtype: Any = "float32",
+    name: str | None = None,
     **call_kwargs: Any,
 ) -> Summary:
   """Keras-like summary of a Flax model built from :mod:`jaxcnn.layers`.
@@ -171,6 +172,10 @@ def summary(
     input_shape: ``[B, *spatial, C]`` (batch included; MACs are for this batch).
     print_fn: called with the table; ``None`` prints nothing.
     input_dtype: dtype of the traced input.
+    name: the model's name in the table's first line (``Model: "tutorial_cnn_512"``), e.g. the
+      name it was built by with :func:`jaxcnn.models.get_model`; default: its class name (two
+      models of one class, such as ``tutorial_cnn`` and ``tutorial_cnn_512``, both
+      ``TutorialCNN``).
     **call_kwargs: passed to the model call, e.g. ``train=True``.
 
   Returns:
@@ -184,6 +189,8 @@ def summary(
   shape = tuple(input_shape)
   if not shape or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in shape):
     raise ValueError(f"`input_shape` (={input_shape!r}) must be a sequence of positive ints")
+  if name is not None and (not isinstance(name, str) or not name):
+    raise ValueError(f"`name` (={name!r}) must be a non-empty string or None")
 
   calls: list[tuple[tuple[str, ...], str, tuple[int, ...], int, tuple[int, ...]]] = []
   open_layers: list[Any] = []
@@ -231,7 +238,7 @@ def summary(
     rows.append(SummaryRow("(other variables)", "", (), other, 0))
 
   result = Summary(
-      model_name=type(model).__name__, input_shape=shape, rows=tuple(rows),
+      model_name=name or type(model).__name__, input_shape=shape, rows=tuple(rows),
       total_params=total_params, trainable_params=trainable_params,
       total_macs=sum(r.macs for r in rows), total_bytes=total_bytes,
       trainable_bytes=trainable_bytes)

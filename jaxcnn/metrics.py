@@ -7,7 +7,8 @@ Two layers, so the padded last batch of an evaluation and multi-device runs stay
   correct count, top-5 count, example count, confusion matrix) weighted by an optional ``mask``.
   Sums can be added across batches and ``lax.psum``-ed across devices; means cannot.
 * On the host: :class:`Accumulator` adds the sums (or weighted means) of many steps and
-  :meth:`Accumulator.compute` divides once at the end.
+  :meth:`Accumulator.compute` divides once at the end; :func:`per_class_accuracy` reads each
+  class's accuracy off a confusion matrix.
 
 Shapes: ``logits: [B, K] float``, ``labels: [B] int``, ``mask: [B] float`` (1 = real example,
 0 = padding).
@@ -118,6 +119,21 @@ def confusion_matrix(labels: jax.Array, predictions: jax.Array, num_classes: int
   flat = jnp.where(valid, labels * num_classes + predictions, 0)
   counts = jnp.zeros((num_classes * num_classes,), jnp.int32).at[flat].add(w)
   return counts.reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(confusion: Any) -> np.ndarray:
+  """Each class's accuracy (recall) from a ``[K, K]`` confusion matrix (row = true class):
+  ``confusion[k, k] / confusion[k].sum()``, ``float64 [K]``; NaN for a class with no example.
+
+  >>> per_class_accuracy([[3, 1], [0, 2]]).tolist()
+  [0.75, 1.0]
+  """
+  m = np.asarray(confusion)
+  if m.ndim != 2 or m.shape[0] != m.shape[1]:
+    raise ValueError(f"`confusion` must be a square [K, K] matrix, got shape {m.shape}")
+  counts = m.sum(axis=1).astype(np.float64)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(counts > 0, np.diagonal(m) / np.maximum(counts, 1), np.nan)
 
 
 def classification_sums(logits: jax.Array, labels: jax.Array, losses: jax.Array, *,

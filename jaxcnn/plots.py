@@ -6,6 +6,7 @@ inline) and writes a PNG only when given ``path``, atomically (to a temporary fi
 rename), so a viewer refreshing the image while training runs never reads half a PNG.
 
 * :func:`plot_curves`: loss and accuracy per epoch, from the loop's records or ``fit``'s History;
+  :func:`plot_metric`: one metric, train and validation, as Keras' ``history`` is usually drawn;
 * :func:`plot_confusion`: a confusion matrix with class names;
 * :func:`image_grid`: images with titles; :func:`feature_map_grid`: the channels of one
   feature map; :func:`filter_grid`: conv kernels (RGB first-layer filters as colour images);
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +33,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from jaxcnn import _checks
 
@@ -109,9 +112,52 @@ def plot_curves(history: Any, path: str | os.PathLike | None = None) -> Figure:
         ax.plot(xs, ys, style, label=split)
     ax.set_xlabel("epoch")
     ax.set_ylabel(what)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.grid(True, alpha=0.3)
     if ax.has_data():
       ax.legend()
+  return _save(fig, path)
+
+
+def plot_metric(history: Any, metric: str = "accuracy", path: str | os.PathLike | None = None,
+                *, ylim: tuple[float, float] | None = None, legend_loc: str = "best",
+                title: str | None = None) -> Figure:
+  """One metric per epoch, train and validation, labelled with Keras' names (``accuracy``,
+  ``val_accuracy``), as a Keras notebook draws ``history.history``.
+
+  Args:
+    history: as in :func:`plot_curves` (``fit``'s History or the loop's records).
+    metric: ``'accuracy'`` or ``'loss'`` (any key the history has).
+    ylim: the y range, e.g. ``(0.5, 1)``; widened to show every point if one falls outside.
+    legend_loc: matplotlib's legend location, e.g. ``'lower right'``.
+
+  >>> fig = plot_metric({'accuracy': [0.5, 0.7], 'val_accuracy': [0.55, 0.6]}, ylim=(0.5, 1))
+  >>> [l.get_label() for l in fig.axes[0].get_lines()]
+  ['accuracy', 'val_accuracy']
+  """
+  records = _records(history)
+  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+  ax = fig.subplots()
+  values = []
+  for split, label, style in (("train", metric, "o-"), ("eval", f"val_{metric}", "s--")):
+    xs, ys = _series(records, f"{split}_{metric}")
+    if xs:
+      ax.plot(xs, ys, style, label=label)
+      values += ys
+  if not values:
+    raise ValueError(f"`history` has no {metric!r} values (keys: train_/eval_{metric}, or "
+                     f"Keras' {metric!r}/'val_{metric}')")
+  ax.set_xlabel("Epoch")
+  ax.set_ylabel(metric.capitalize())
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+  if ylim is not None:
+    lo, hi = min(ylim[0], min(values)), max(ylim[1], max(values))
+    pad = 0.02 * (hi - lo) if (lo, hi) != tuple(ylim) else 0.0
+    ax.set_ylim(lo - (pad if lo < ylim[0] else 0.0), hi + (pad if hi > ylim[1] else 0.0))
+  ax.grid(True, alpha=0.3)
+  ax.legend(loc=legend_loc)
+  if title:
+    ax.set_title(title, fontsize=10)
   return _save(fig, path)
 
 
@@ -182,6 +228,14 @@ def _off(ax) -> None:
   ax.set_yticks([])
 
 
+def _suptitle(fig: Figure, text: str, fontsize: float = 10) -> None:
+  """``fig.suptitle`` wrapped to the figure's width, so a narrow grid never cuts its title."""
+  width_in = fig.get_size_inches()[0]
+  chars = max(20, int(width_in * 130 / fontsize))  # about 0.55 em a character on average
+  lines = [textwrap.fill(line, chars) for line in str(text).splitlines() or [""]]
+  fig.suptitle("\n".join(lines), fontsize=fontsize)
+
+
 def image_grid(images: Any, titles: Sequence[str] | None = None, ncols: int | None = None,
                cmap: str | None = None, path: str | os.PathLike | None = None, *,
                suptitle: str | None = None, cell: float = 1.8) -> Figure:
@@ -226,7 +280,7 @@ def image_grid(images: Any, titles: Sequence[str] | None = None, ncols: int | No
     if titles is not None:
       ax.set_title(str(titles[i]), fontsize=9)
   if suptitle:
-    fig.suptitle(suptitle)
+    _suptitle(fig, suptitle, 12)
   return _save(fig, path)
 
 
@@ -264,16 +318,20 @@ def feature_map_grid(maps: Any, *, max_maps: int = 64, ncols: int | None = None,
     ax.set_title(f"{i}" + (" const" if const else ""), fontsize=8)
   shown = f"first {n} of {c} channels" if n < c else f"{c} channels"
   head = f"{title}: " if title else ""
-  fig.suptitle(f"{head}{m.shape[0]}x{m.shape[1]}, {shown}, values "
+  _suptitle(fig, f"{head}{m.shape[0]}x{m.shape[1]}, {shown}, values "
                f"[{m.min():.3g}, {m.max():.3g}] (each panel its own scale)", fontsize=10)
   return _save(fig, path)
 
 
 def filter_grid(kernel: Any, *, max_filters: int | None = None, max_channels: int = 8,
                 ncols: int | None = None, title: str | None = None,
-                path: str | os.PathLike | None = None) -> Figure:
+                path: str | os.PathLike | None = None, channel: int | None = None) -> Figure:
   """Conv kernels ``[kh, kw, C_in, C_out]`` as pictures.
 
+  * ``channel=c``: one grey panel per filter showing its input channel ``c``
+    (``kernel[:, :, c, i]``), each panel on its own scale (dark = its smallest weight, light =
+    its largest), up to ``max_filters`` (64): what Keras notebooks draw with
+    ``plt.imshow(filters[:, :, 0, i], cmap='gray')``.
   * ``C_in == 3`` (a first layer on RGB): each filter is one colour image, the weights mapped
     to ``0.5 + w / (2 max|w|)`` over the whole kernel (grey = 0), so filters are comparable;
     up to ``max_filters`` (64) of them.
@@ -288,6 +346,24 @@ def filter_grid(kernel: Any, *, max_filters: int | None = None, max_channels: in
   kh, kw, cin, cout = k.shape
   vmax = float(np.max(np.abs(k))) or 1.0
   head = f"{title}: " if title else ""
+  if channel is not None:
+    if not isinstance(channel, int) or isinstance(channel, bool) or not 0 <= channel < cin:
+      raise ValueError(f"`channel` (={channel!r}) must be an input channel of the kernel, an "
+                       f"int in [0, {cin})")
+    n = min(cout, max_filters or 64)
+    rows, cols = _grid(n, ncols)
+    fig = Figure(figsize=(cols * 1.0, rows * 1.15 + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
+    for i, ax in enumerate(axes):
+      if i >= n:
+        ax.axis("off")
+        continue
+      ax.imshow(k[:, :, channel, i], cmap="gray", interpolation="nearest")
+      _off(ax)
+      ax.set_title(str(i), fontsize=8)
+    _suptitle(fig, f"{head}{n} of {cout} filters {kh}x{kw}, input channel {channel} (each its "
+                 "own scale: dark = lowest weight)", fontsize=10)
+    return _save(fig, path)
   if cin == 3:
     n = min(cout, max_filters or 64)
     rows, cols = _grid(n, ncols)
@@ -300,7 +376,7 @@ def filter_grid(kernel: Any, *, max_filters: int | None = None, max_channels: in
       ax.imshow(np.clip(0.5 + k[..., i] / (2 * vmax), 0, 1), interpolation="nearest")
       _off(ax)
       ax.set_title(str(i), fontsize=8)
-    fig.suptitle(f"{head}{n} of {cout} RGB filters {kh}x{kw} (grey = 0, |w| max {vmax:.3g})",
+    _suptitle(fig, f"{head}{n} of {cout} RGB filters {kh}x{kw} (grey = 0, |w| max {vmax:.3g})",
                  fontsize=10)
     return _save(fig, path)
   nf, nc = min(cout, max_filters or 16), min(cin, max_channels)
@@ -318,7 +394,7 @@ def filter_grid(kernel: Any, *, max_filters: int | None = None, max_channels: in
       if c == 0:
         ax.set_ylabel(f"filter {f}", fontsize=8)
   fig.colorbar(im, ax=axes, shrink=0.6, label="weight")
-  fig.suptitle(f"{head}{nf} of {cout} filters x {nc} of {cin} input channels, {kh}x{kw}",
+  _suptitle(fig, f"{head}{nf} of {cout} filters x {nc} of {cin} input channels, {kh}x{kw}",
                fontsize=10)
   return _save(fig, path)
 
@@ -373,7 +449,7 @@ def attribution_overlay(image: Any, attributions: Any, *, titles: Sequence[str] 
 
 def model_diagram(model: Any, input_shape: Sequence[int], *,
                   path: str | os.PathLike | None = None, title: str | None = None,
-                  **call_kwargs: Any) -> Figure:
+                  name: str | None = None, **call_kwargs: Any) -> Figure:
   """A box per layer, top to bottom in call order, with its input and output shapes, like
   Keras' ``plot_model(model, show_shapes=True)``, for any model built from jaxcnn layers.
 
@@ -386,12 +462,15 @@ def model_diagram(model: Any, input_shape: Sequence[int], *,
     model: an unbound Flax module.
     input_shape: ``[B, *spatial, C]``, batch included as in :func:`jaxcnn.inspect.summary`
       (the batch is drawn as ``None``, as Keras does).
+    title: the figure's title (default: the model's name and parameter count).
+    name: the model's name in the default title (default: its class name), as
+      :func:`jaxcnn.inspect.summary` takes it.
     **call_kwargs: passed to the model call (e.g. ``train=True``).
   """
   from jaxcnn import inspect as inspect_lib  # pylint: disable=g-import-not-at-top
 
   shape = tuple(input_shape)
-  s = inspect_lib.summary(model, shape, print_fn=None, **call_kwargs)
+  s = inspect_lib.summary(model, shape, print_fn=None, name=name, **call_kwargs)
   rows = [r for r in s.rows if r.layer_type]
   boxes = [("input", "InputLayer", None, shape)] + [
       (r.name, r.layer_type, r.input_shape, r.output_shape) for r in rows]
@@ -420,5 +499,5 @@ def model_diagram(model: Any, input_shape: Sequence[int], *,
     if i:
       ax.annotate("", xy=(5.0, top), xytext=(5.0, top + gap),
                   arrowprops=dict(arrowstyle="-|>", color="#345", linewidth=1.0))
-  fig.suptitle(title or f"{s.model_name}: {s.total_params:,} parameters", fontsize=10)
+  _suptitle(fig, title or f"{s.model_name}: {s.total_params:,} parameters", 10)
   return _save(fig, path)

@@ -134,3 +134,13 @@ def test_out_of_range_labels_raise_on_the_host_and_are_not_misfiled_under_jit():
   m = jax.jit(lambda y, p: metrics.confusion_matrix(y, p, 3))(jnp.array([0, 1, 2, 3, 1]),
                                                               jnp.array([0, 1, 2, 0, 3]))
   np.testing.assert_array_equal(m, np.eye(3, dtype=np.int32))  # the two bad pairs: not counted
+
+
+def test_per_class_accuracy_reads_the_rows_of_a_confusion_matrix():
+  labels = jnp.array([0, 0, 0, 0, 1, 1, 2])
+  preds = jnp.array([0, 0, 0, 1, 1, 0, 2])
+  acc = metrics.per_class_accuracy(metrics.confusion_matrix(labels, preds, 4))
+  np.testing.assert_allclose(acc[:3], [0.75, 0.5, 1.0])
+  assert np.isnan(acc[3])  # no example of class 3
+  with pytest.raises(ValueError, match=r"square \[K, K\].*\(2, 3\)"):
+    metrics.per_class_accuracy(np.zeros((2, 3)))

@@ -95,3 +95,51 @@ def test_model_diagram_draws_a_box_per_layer_with_shapes(tmp_path):
   assert "(None, 30, 30, 32)" in texts and "(None, 1024)" in texts
   assert "122,570" in fig._suptitle.get_text()
   _png_ok(tmp_path / "m.png")
+
+
+def test_epoch_axes_have_whole_number_ticks():
+  """Two or three epochs must not be labelled 1.25, 1.5, ...: an epoch is a whole number."""
+  h = {"loss": [2.0, 1.5, 1.0], "accuracy": [0.3, 0.5, 0.6], "val_loss": [2.1, 1.6, 1.4],
+       "val_accuracy": [0.25, 0.45, 0.5]}
+  for fig in (plots.plot_curves(h), plots.plot_metric(h, "loss")):
+    for ax in fig.axes:
+      fig.canvas.draw()
+      ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+      assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_plot_metric_draws_keras_names_and_keeps_every_point_in_view():
+  h = {"accuracy": [0.45, 0.7], "val_accuracy": [0.55, 0.65]}
+  fig = plots.plot_metric(h, "accuracy", ylim=(0.5, 1), legend_loc="lower right")
+  ax = fig.axes[0]
+  assert [line.get_label() for line in ax.get_lines()] == ["accuracy", "val_accuracy"]
+  lo, hi = ax.get_ylim()
+  assert lo < 0.45 and hi == 1.0  # the notebook's [0.5, 1], widened to show 0.45
+  assert plots.plot_metric(h, "accuracy", ylim=(0.4, 1)).axes[0].get_ylim() == (0.4, 1.0)
+  with pytest.raises(ValueError, match="no 'loss' values"):
+    plots.plot_metric(h, "loss")
+
+
+def test_filter_grid_one_input_channel_per_filter_in_grey():
+  k = np.arange(3 * 3 * 3 * 6, dtype=np.float32).reshape(3, 3, 3, 6)
+  fig = plots.filter_grid(k, channel=0, ncols=3)
+  images = [ax.get_images()[0] for ax in fig.axes if ax.get_images()]
+  assert len(images) == 6 and images[0].get_cmap().name == "gray"
+  np.testing.assert_array_equal(images[4].get_array(), k[:, :, 0, 4])
+  with pytest.raises(ValueError, match=r"`channel` \(=3\) must be an input channel .*\[0, 3\)"):
+    plots.filter_grid(k, channel=3)
+
+
+def test_model_diagram_and_summary_carry_the_model_name():
+  from jaxcnn import inspect
+  from jaxcnn.models import get_model
+  printed = []
+  s = inspect.summary(get_model("tutorial_cnn_512"), (1, 32, 32, 3), print_fn=printed.append,
+                      name="tutorial_cnn_512")
+  assert s.model_name == "tutorial_cnn_512" and printed[0].startswith('Model: "tutorial_cnn_512"')
+  assert inspect.summary(get_model("tutorial_cnn"), (1, 32, 32, 3),
+                         print_fn=None).model_name == "TutorialCNN"
+  fig = plots.model_diagram(get_model("tutorial_cnn"), (1, 32, 32, 3), name="tutorial_cnn")
+  assert fig._suptitle.get_text() == "tutorial_cnn: 122,570 parameters"
+  with pytest.raises(ValueError, match=r"`name` \(=''\) must be a non-empty string"):
+    inspect.summary(get_model("tutorial_cnn"), (1, 32, 32, 3), print_fn=None, name="")

@@ -11,7 +11,7 @@ A lesson is a module ``experiments/lessons/<name>.py`` (not starting with ``_``)
 * ``TITLE = "..."`` (one line) and optionally ``LESSON = <course lesson number>`` (sort order);
 * ``run(out: pathlib.Path, *, quick=False, image_folder=None, seed=0) -> dict`` that prints its
   results, writes PNG figures into ``out`` and returns
-  ``{"figures": [(filename, caption), ...], "results": {name: number, ...}}``.
+  ``{"figures": [(filename, caption), ...], "results": {name: number or short text, ...}}``.
 
 Lessons are discovered by scanning this package, so a new file is a new lesson.
 :func:`run_lesson` calls one and writes ``out/index.md``, the gallery with a caption per figure.

@@ -45,6 +45,24 @@ def load_photo(size: int | None = None) -> np.ndarray:
   return np.asarray(img, np.uint8)
 
 
+def load_photo_rgb(height: int, width: int) -> np.ndarray:
+  """The same photo in colour, cropped about its centre to the aspect ratio ``width / height``
+  and resized (bilinear) to exactly ``[height, width, 3]`` uint8: a stand-in for a notebook's
+  own photo whose shapes the lesson must reproduce."""
+  from matplotlib import cbook  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  img = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+  w, h = img.size
+  if w * height > h * width:  # too wide: keep the full height, crop the sides
+    cw, ch = round(h * width / height), h
+  else:                       # too tall: keep the full width, crop top and bottom
+    cw, ch = w, round(w * height / width)
+  left, top = (w - cw) // 2, (h - ch) // 2
+  img = img.crop((left, top, left + cw, top + ch)).resize((width, height), Image.BILINEAR)
+  return np.asarray(img, np.uint8)
+
+
 # ------------------------------------------------------------------------------------------------
 # Figures and the gallery
 
@@ -103,14 +121,16 @@ def show_array(name: str, a: Any) -> str:
 
 
 def image_panel(ax, img: np.ndarray, title: str, *, cmap: str = "gray",
-                diverging: bool = False, colorbar_fig: Figure | None = None) -> None:
-  """One image on ``ax`` with a title; ``diverging`` centres a red-blue map on 0."""
+                diverging: bool = False, colorbar_fig: Figure | None = None,
+                vmin: float | None = None, vmax: float | None = None) -> None:
+  """One image on ``ax`` with a title; ``diverging`` centres a red-blue map on 0, otherwise
+  ``vmin``/``vmax`` fix the colour scale (default: the image's own range)."""
   img = np.asarray(img, np.float32)
   if diverging:
     lim = float(np.max(np.abs(img))) or 1.0
     im = ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
   else:
-    im = ax.imshow(img, cmap=cmap)
+    im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
   ax.set_title(title, fontsize=9)
   ax.set_xticks([])
   ax.set_yticks([])
@@ -120,15 +140,17 @@ def image_panel(ax, img: np.ndarray, title: str, *, cmap: str = "gray",
 
 def annotate(ax, img: np.ndarray, fmt: str = "{:.3g}", *, skip_zero: bool = False,
              fontsize: int = 9) -> None:
-  """Writes each cell's value on a :func:`image_panel` drawn with ``diverging=True``, white on
-  the dark cells so every number stays readable."""
+  """Writes each cell's value on a :func:`image_panel`, white on the dark cells and black on
+  the light ones (read from the colours actually drawn), so every number stays readable."""
   img = np.asarray(img, np.float32)
-  lim = float(np.max(np.abs(img))) or 1.0
+  drawn = ax.get_images()[-1]
+  rgba = drawn.cmap(drawn.norm(img))
+  luminance = rgba[..., :3] @ np.array([0.299, 0.587, 0.114])
   for (i, j), v in np.ndenumerate(img):
     if skip_zero and v == 0:
       continue
     ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=fontsize,
-            color="white" if abs(v) > 0.6 * lim else "black")
+            color="white" if luminance[i, j] < 0.5 else "black")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -176,6 +198,39 @@ def cached_train(config: Mapping[str, Any], train_fn, *, cache: pathlib.Path | N
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
+# The labels of the first 25 images of the official CIFAR-10 training set (data_batch_1, the
+# order of Keras' `datasets.cifar10.load_data()`): the notebooks' train_images[0..24].
+CIFAR10_FIRST_LABELS = (6, 9, 9, 4, 1, 1, 2, 7, 8, 3, 4, 7, 7, 2, 9, 9, 9, 3, 2, 6, 4, 3, 6, 6, 2)
+
+
+def official_order(n: int, *, quick: bool) -> np.ndarray:
+  """Where the official training set's first ``n`` images (``n <= 25``) sit in a split loaded
+  from ``train[...]`` starting at 0: ``int [n]`` indices.
+
+  The JPEG copy keeps each class's images in their official order (``<class>/NNNN.jpg``, NNNN
+  the rank within the class) and :mod:`jaxcnn.data` interleaves its 10 balanced classes round
+  robin (image ``k`` has label ``k % 10``), so official image ``i`` (label ``y``, the ``r``-th
+  of its class so far) is at ``10 r + y``. ``quick`` (synthetic data): the first ``n``.
+  """
+  if not 0 < n <= len(CIFAR10_FIRST_LABELS):
+    raise ValueError(f"`n` (={n}) must be in [1, {len(CIFAR10_FIRST_LABELS)}]")
+  if quick:
+    return np.arange(n)
+  seen: dict[int, int] = {}
+  out = []
+  for y in CIFAR10_FIRST_LABELS[:n]:
+    out.append(10 * seen.get(y, 0) + y)
+    seen[y] = seen.get(y, 0) + 1
+  return np.asarray(out)
+
+
+def load_cifar01(split: str, *, image_folder: str | None, quick: bool, quick_size: int = 512,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """A CIFAR-10 split scaled as the Keras notebooks scale it, ``images / 255.0``:
+  ``(float32 [N, 32, 32, 3] in [0, 1], int32 [N])`` (see :func:`load_raw` for ``quick``)."""
+  images, labels = load_raw("cifar10", split, image_folder=image_folder, quick=quick,
+                            quick_size=quick_size, seed=seed)
+  return (images.astype(np.float32) / 255.0), labels
 
 
 def synthetic_images(n: int, shape: tuple[int, int, int], num_classes: int = 10,

@@ -42,6 +42,7 @@ import pathlib
 
 import jax
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from experiments.lessons import _common
 from jaxcnn import data
@@ -172,6 +173,8 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   a0.set(xlabel="epoch", ylabel="accuracy (%)", title="train (solid) and validation (dashed)")
   a1.set(xlabel="epoch", ylabel="train - validation accuracy (points)",
          title="the generalisation gap")
+  for ax in (a0, a1):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
   a1.axhline(0, color="0.5", lw=0.8)
   for ax in (a0, a1):
     ax.grid(True, alpha=0.3)

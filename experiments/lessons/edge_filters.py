@@ -1,20 +1,28 @@
-"""Lesson 4, custom filters: Sobel, Laplacian and the quiz's kernels on a photo, with jaxcnn.
+"""Lesson 4, custom filters (the course notes' "Filters & Edges", "High-pass Filters", "Edge
+Handling" and quiz Q3, "Kernels"): hand-made kernels on a photo, with jaxcnn.
 
     python -m experiments.lessons edge_filters [--quick]
 
 On matplotlib's bundled Grace Hopper photo (grayscale; 512x600, or its 150x128 copy with
 ``--quick``), filtered with ``jaxcnn.functional.conv`` (cross-correlation, what OpenCV's
-``filter2D`` computes). No training; about 3 s on a 2-core CPU (quick or full). It prints:
+``filter2D`` computes). No training; seconds on a 2-core CPU (quick or full). It prints:
 
-* which of the quiz's four kernels finds horizontal edges, measured: each kernel's mean absolute
-  response to a pure horizontal edge and to a pure vertical edge (kernel ``a``, the Sobel-y
-  ``[[-1 -2 -1] [0 0 0] [1 2 1]]``: horizontal only; ``b``, Sobel-x: vertical only; ``c``, a box
-  blur, and ``d``, a sharpen kernel, answer neither: their rows do not sum to zero, so they pass
-  flat regions through);
+* the quiz's answer, measured. The notes keep the quiz's picture of four kernels out of their
+  text; its answer, ``d``, is explained as the kernel that "finds the difference between the
+  top and bottom edges surrounding a given pixel": the Sobel-y kernel
+  ``[[-1 -2 -1] [0 0 0] [1 2 1]]``. The other three here are stand-ins for the picture's, kernels
+  the notes discuss: ``a``, the high-pass edge kernel ``[[0 -1 0] [-1 4 -1] [0 -1 0]]`` (both
+  edge directions); ``b``, Sobel-x (vertical edges only); ``c``, a 3x3 box blur (a low-pass
+  filter: it passes flat regions through). Each kernel's mean absolute response to a pure
+  horizontal edge, a pure vertical edge and a flat image decides: ``d`` alone answers the
+  horizontal edge only (asserted);
+* the photo through Sobel x, Sobel y, the high-pass kernel, the box blur and the sharpened photo
+  (the photo plus its high-pass response, ``[[0 -1 0] [-1 5 -1] [0 -1 0]]``), the last two drawn
+  as photos;
 * the uint8-clipping pitfall: storing the Sobel-x response in uint8 (as ``filter2D(img, -1, k)``
   does) loses every negative response: about half of the edge pixels;
-* three ways of handling the image edge (extend the border pixels, pad with zeros, crop): output
-  shapes, and the false edge zero padding draws along the border.
+* the notes' three ways of handling the image edge (extend the border pixels, pad with zeros,
+  crop): output shapes, and the false edge zero padding draws along the border.
 """
 
 from __future__ import annotations
@@ -27,17 +35,18 @@ import numpy as np
 from experiments.lessons import _common
 from jaxcnn import functional as F
 
-TITLE = "Edge filters: Sobel, Laplacian, the quiz's kernels, uint8 clipping and image edges"
+TITLE = "Edge filters: Sobel, high-pass, the quiz's kernels, uint8 clipping and image edges"
 LESSON = 4
 
 SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32)
 SOBEL_Y = SOBEL_X.T.copy()
-LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32)
-QUIZ = {
-    "a": SOBEL_Y,
+HIGH_PASS = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)
+SHARPEN = HIGH_PASS + np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], np.float32)  # photo + high-pass
+QUIZ = {  # d as the quiz's explanation describes it; a-c stand in for its picture's others
+    "a": HIGH_PASS,
     "b": SOBEL_X,
     "c": np.full((3, 3), 1 / 9, np.float32),
-    "d": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], np.float32),
+    "d": SOBEL_Y,
 }
 
 
@@ -65,21 +74,21 @@ def quiz(results: dict) -> str:
     results[f"quiz_{name}_vertical"] = v
     if h > 0 and v == 0 and flat == 0:
       answer.append(name)
-  assert answer == ["a"], answer
-  print(f"  -> kernel {answer[0]} (Sobel-y) responds to the horizontal edge only")
+  assert answer == ["d"], answer
+  print(f"  -> kernel {answer[0]} (Sobel-y: bottom row minus top row) responds to the horizontal "
+        "edge only: the notes' answer d")
   return answer[0]
 
 
 def filters_figure(photo: np.ndarray, out: pathlib.Path, figures: list, results: dict) -> None:
   x = (photo.astype(np.float32) - 128.0) / 128.0
   panels = [("photo", x, False)]
-  for name, k in (("Sobel x (vertical edges)", SOBEL_X), ("Sobel y (horizontal edges)", SOBEL_Y),
-                  ("Laplacian (both, 2nd derivative)", LAPLACIAN)):
-    y = filter2d(x, k)
-    panels.append((name, y, True))
-  for name in ("c", "d"):
-    panels.append((f"quiz {name}: {'box blur' if name == 'c' else 'sharpen'}",
-                   filter2d(x, QUIZ[name]), name == "d"))
+  for name, k in (("Sobel x (vertical edges; quiz b)", SOBEL_X),
+                  ("Sobel y (horizontal edges; quiz d)", SOBEL_Y),
+                  ("high-pass (both directions; quiz a)", HIGH_PASS)):
+    panels.append((name, filter2d(x, k), True))
+  panels.append(("box blur (low-pass; quiz c)", filter2d(x, QUIZ["c"]), False))
+  panels.append(("sharpened: photo + high-pass", np.clip(filter2d(x, SHARPEN), -1, 1), False))
   fig = _common.new_figure(12, 7.4)
   axes = fig.subplots(2, 3).ravel()
   for ax, (title, img, div) in zip(axes, panels):
@@ -88,8 +97,8 @@ def filters_figure(photo: np.ndarray, out: pathlib.Path, figures: list, results:
       lim = float(np.percentile(np.abs(img), 99.5)) or 1.0
       ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
       ax.set_title(f"{title}\n(red +, blue -)", fontsize=10)
-    else:
-      ax.imshow(img, cmap="gray")
+    else:  # a filtered photo is still a photo: drawn in grey on the photo's own scale
+      ax.imshow(img, cmap="gray", vmin=-1, vmax=1)
       ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -98,8 +107,9 @@ def filters_figure(photo: np.ndarray, out: pathlib.Path, figures: list, results:
                "The photo through hand-made kernels. Sobel x lights up vertical edges (the "
                "jacket's vertical lines), Sobel y horizontal ones (the cap's brim, the braid "
                "on the sleeves); red and blue are the two directions of the same edge. The "
-               "Laplacian responds to both; the box blur (quiz c) and sharpen (quiz d) are not "
-               "edge detectors.", figures)
+               "high-pass kernel responds to both. The box blur (a low-pass filter) and the "
+               "sharpened photo (photo + high-pass) are not edge maps but photos, drawn in "
+               "grey: one softer, one crisper than the original.", figures)
 
 
 def uint8_pitfall(photo: np.ndarray, out: pathlib.Path, figures: list, results: dict) -> None:
@@ -174,7 +184,7 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   results: dict = {}
   photo = _common.load_photo(128 if quick else None)
   print(f"photo: grayscale {photo.shape[0]}x{photo.shape[1]} (matplotlib's grace_hopper.jpg)")
-  results["quiz_answer_is_a"] = quiz(results) == "a"
+  results["quiz_answer_is_d"] = quiz(results) == "d"
   filters_figure(photo, out, figures, results)
   uint8_pitfall(photo, out, figures, results)
   image_edges(photo, out, figures, results)

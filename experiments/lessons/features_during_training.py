@@ -30,6 +30,7 @@ import pathlib
 import jax
 import numpy as np
 import optax
+from matplotlib.ticker import MaxNLocator
 
 from experiments.lessons import _common
 from jaxcnn import inspect
@@ -164,6 +165,7 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   a1.set_ylim(bottom=0)
   for ax in (a0, a1):
     ax.grid(True, alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
   a0.legend(fontsize=8)
   a1.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))  # off the curves
   _common.save(fig, out, "dead_relu_accuracy.png",

@@ -1,39 +1,62 @@
-"""Lesson 1, a photo through the layers (the course's PyTorch notebook), with jaxcnn ops.
+"""Lesson 1, a photo through the layers: the course's PyTorch notebook "Convolutional Neural
+Networks" (conv, ReLU, pooling, dropout, flatten, dense, softmax on a photo), cell by cell with
+jaxcnn's pure ops, at the notebook's shapes.
 
     python -m experiments.lessons photo_walk [--quick] [--seed N]
 
-Matplotlib's bundled Grace Hopper photo (no download), grayscale, normalised as
-``(x - 128) / 128``, walked through every stage of a small CNN with *random* weights (seeded):
-a conv layer 1 -> 5 kernels (3x3, padding 1), ReLU, 2x2 max pooling, channel dropout p=0.25,
-flatten, a dense layer to 4 outputs and softmax. Each stage is the pure op of
-:mod:`jaxcnn.functional`, so the walk reads like the notebook. No training; about 3 s on a 2-core
-CPU (the full run uses the photo at 512x600, ``--quick`` at 150x128). It prints the five
-kernels' weights, each stage's shape and value range, the 4x4 top-left corner of the ReLU output
-beside the 2x2 corner of the pooled output (each pooled value is the max of its 2x2 block,
-asserted), which feature maps dropout zeroed and the scale 1/(1 - 0.25) of the kept ones, and
-the four softmax probabilities with their sum (1 within 1e-6, asserted).
+The notebook reads ``zebra.jpg``, which is not available offline; the stand-in is matplotlib's
+bundled Grace Hopper photo, cropped about its centre and resized to 250x140 (height x width) so
+that every shape the notebook fixes comes out the same: its ``nn.Linear(8750, 4)`` takes the
+2x2-max-pooled photo flattened, so ``(H // 2) * (W // 2)`` must be 8750 (125 x 70). Then, as the
+notebook does: grayscale as ``(mean(RGB) - 128) / 128``; ``nn.Conv2d(1, 5, 3, stride=1,
+padding=1)`` -> ``(1, 5, 250, 140)`` (NCHW; jaxcnn's NHWC ``(1, 250, 140, 5)``); ReLU;
+``nn.MaxPool2d(2, 2)`` applied to the grayscale photo itself (the notebook pools ``gray1``, not
+the conv output) -> ``(1, 125, 70)``; ``nn.Dropout2d(p=0.25)``; flatten -> 8750;
+``nn.Linear(8750, 4)``; ``nn.Softmax(dim=1)``, whose four values sum to 1.
 
-Then the same walk with a *trained* net: lesson 5's CIFAR-10 tutorial CNN (its cached
-parameters; trained first, as lesson 5 would, if the cache has none for this seed and data) on
-validation image 0. Every stage, from :func:`jaxcnn.inspect.feature_maps` (the conv and dense
-outputs before their ReLU included), is printed and drawn with its shape and value range, down
-to the softmax (sum 1 within 1e-5, asserted). ``--image-folder`` selects the real CIFAR-10 copy
-for that half (``--quick``: the quick synthetic net of lesson 5).
+What is and is not comparable with the notebook's printed values:
+
+* equal: every shape; the grayscale formula; each pooled value is the max of its 2x2 block
+  (``gray1[:4, :4]`` beside ``npo3[:2, :2]``, asserted); kept values scaled by 1/(1 - 0.25);
+  the softmax sums to 1 (asserted within 1e-6).
+* not comparable: the pixel values (another photo); the conv kernels and bias, the dense
+  weights and the dropout mask, which PyTorch draws from its unseeded generator (the notebook
+  says so: re-running gives other kernels). jaxcnn draws them from ``--seed`` with PyTorch's
+  default distributions (weights and biases uniform in +-1/sqrt(fan_in): +-1/3 for the 3x3
+  conv, +-1/sqrt(8750) for the dense layer), so the same seed gives the same numbers and the
+  ranges match the notebook's; the values themselves cannot.
+* ``Dropout2d`` on the notebook's 3-D tensor ``(1, 125, 70)``: PyTorch reads it as
+  ``(N, C, L)`` and drops whole *rows* of the pooled photo (each of the 125 rows is a
+  "channel"), not single pixels as the notebook's prose says; jaxcnn's ``channel_dropout`` on the
+  same layout does the same, and the figure shows the dropped rows.
+
+No training in this part; quick and full runs are the same here (seconds).
+
+Then, beyond the notebook, the same walk with a *trained* net: the Keras CIFAR-10 CNN of lesson
+5b (``filters_and_maps``; its cached parameters, trained first if the cache has none for this
+seed and data) on a validation image, every stage printed and drawn with its shape and value
+range, down to the softmax (sum 1 within 1e-5, asserted). ``--image-folder`` selects the real
+CIFAR-10 copy for that half (``--quick``: lesson 5b's quick synthetic net).
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 
 from experiments.lessons import _common
 from jaxcnn import functional as F
 
 TITLE = "A photo through the layers: conv, ReLU, max pool, dropout, dense, softmax"
 LESSON = 1
+PHOTO_HW = (250, 140)  # (H // 2) * (W // 2) = 8750, the notebook's nn.Linear(8750, 4)
+N_KERNELS = 5          # the notebook's n = 5
+CMAP = "bwr"           # the notebook's cmap
 
 
 def _stage(name: str, x, width: int = 16) -> str:
@@ -41,147 +64,219 @@ def _stage(name: str, x, width: int = 16) -> str:
   return f"{name:{width}} shape {str(tuple(x.shape)):20} range [{x.min():+.3f}, {x.max():+.3f}]"
 
 
+def _torch_uniform(key, shape, fan_in: int) -> jax.Array:
+  """PyTorch's default init distribution for Conv2d/Linear weights and biases:
+  uniform in +-1/sqrt(fan_in)."""
+  bound = 1.0 / math.sqrt(fan_in)
+  return jax.random.uniform(key, shape, minval=-bound, maxval=bound)
+
+
+def _maps_figure(gray1: np.ndarray, maps: np.ndarray, what: str) -> Figure:
+  """The notebook's grid: ``r = 2`` rows, ``c = 3`` columns; the photo (gray, vmin 0, vmax 1)
+  then each map on 'bwr' from -1 to 1, as its cells draw them."""
+  m = len(maps) + 1
+  c = min(m, 3)
+  r = int(math.ceil(m / c))
+  fig = _common.new_figure(9.5, 6.6)
+  axes = fig.subplots(r, c, sharex=True, sharey=True, squeeze=False)
+  axes[0, 0].imshow(gray1, cmap="gray", vmin=0.0, vmax=1.0)
+  axes[0, 0].set_title("gray1 (gray, vmin 0, vmax 1)", fontsize=9)
+  im = None
+  for i in range(1, m):
+    ax = axes.reshape(-1)[i]
+    im = ax.imshow(maps[i - 1], cmap=CMAP, vmin=-1.0, vmax=1.0)
+    ax.set_title(f"{what}[{i - 1}] ({CMAP}, -1 to 1)", fontsize=9)
+  fig.colorbar(im, ax=axes, shrink=0.6)
+  return fig
+
+
+def notebook_walk(seed: int = 0) -> dict[str, np.ndarray]:
+  """Every array of the notebook's walk, computed with jaxcnn at the notebook's shapes:
+  ``gray1 [250, 140]``, ``kernel [3, 3, 1, 5]``, ``bias [5]``, ``output [1, 250, 140, 5]``
+  (NHWC), ``output3 [1, 125, 70, 1]``, ``output4 [125, 70]`` (after ``Dropout2d``),
+  ``dense_w [8750, 4]``, ``dense_b [4]``, ``output6`` and ``output7 [1, 4]``. The random ones
+  (weights, the dropout mask) are pure functions of ``seed``."""
+  k_w, k_b, k_drop, k_dw, k_db = jax.random.split(jax.random.key(seed), 5)
+  img1 = _common.load_photo_rgb(*PHOTO_HW)
+  gray1 = (np.mean(img1[..., :3], -1) - 128) / 128.0   # the notebook's grayscale + normalise
+  h, w = gray1.shape
+  x = jnp.asarray(gray1, jnp.float32).reshape(1, h, w, 1)  # NHWC: one image, one channel
+  fan_in = 1 * 3 * 3
+  kernel = _torch_uniform(k_w, (3, 3, 1, N_KERNELS), fan_in)   # jaxcnn's [kh, kw, C_in, C_out]
+  bias = _torch_uniform(k_b, (N_KERNELS,), fan_in)
+  output = F.conv(x, kernel, bias, stride=1, padding=1)       # nn.Conv2d(1, n, 3, 1, 1)
+  output3 = F.max_pool(x, 2, stride=2)                         # nn.MaxPool2d(2, 2) on gray1
+  # nn.Dropout2d(p=0.25) on PyTorch's 3-D (1, 125, 70), read as (N, C, L): each row is a
+  # channel. jaxcnn's channel_dropout on the same layout, NWC [1, 70, 125 rows].
+  rows_as_channels = jnp.transpose(output3[..., 0], (0, 2, 1))
+  dropped = F.channel_dropout(k_drop, rows_as_channels, 0.25)
+  output4 = jnp.transpose(dropped, (0, 2, 1))[0]               # back to [125, 70]
+  flat = F.flatten(output4.reshape(1, h // 2, w // 2, 1))      # output4.view(1, -1)
+  dense_w = _torch_uniform(k_dw, (flat.shape[1], 4), flat.shape[1])  # nn.Linear(8750, 4)
+  dense_b = _torch_uniform(k_db, (4,), flat.shape[1])
+  output6 = F.dense(flat, dense_w, dense_b)
+  output7 = F.softmax(output6, axis=1)                         # nn.Softmax(dim=1)
+  arrays = dict(gray1=gray1, kernel=kernel, bias=bias, output=output, output3=output3,
+                output4=output4, dense_w=dense_w, dense_b=dense_b, output6=output6,
+                output7=output7)
+  return {k: np.asarray(v) for k, v in arrays.items()}
+
+
 def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = None,
         seed: int = 0) -> dict:
-  """Walks the photo through random layers, printing and drawing each stage into ``out``."""
+  """Walks the photo through the notebook's layers, printing and drawing each stage."""
   out = pathlib.Path(out)
   figures: list = []
   results: dict = {}
-  k_conv, k_drop, k_dense = jax.random.split(jax.random.key(seed), 3)
+  a = notebook_walk(seed)
 
-  photo = _common.load_photo(128 if quick else None)
-  x = jnp.asarray((photo.astype(np.float32) - 128.0) / 128.0).reshape(1, *photo.shape, 1)
-  print(_stage("input", x))
+  # --- the photo: img1 = plt.imread('zebra.jpg'); gray1 = (np.mean(img1[..., :3], -1) - 128) / 128
+  gray1 = a["gray1"]
+  h, w = gray1.shape
+  print("gray1 = (np.mean(img1[..., :3], -1) - 128) / 128  (stand-in photo, see the docstring):")
+  print(repr(gray1))
+  print(f"print(gray1.size()) -> {(h, w)}   (PyTorch prints torch.Size([{h}, {w}]))")
 
-  # Conv 1 -> 5, 3x3, padding 1 (PyTorch's default init range, U(-1/3, 1/3) for fan-in 9).
-  w = jax.random.uniform(k_conv, (3, 3, 1, 5), minval=-1 / 3, maxval=1 / 3)
-  b = jnp.zeros((5,))
-  conv = F.conv(x, w, b, padding=1)
-  assert conv.shape == (1, *photo.shape, 5)
-  print(_stage("conv 1->5, 3x3", conv))
-  for i in range(5):
-    print(f"  kernel {i}: {np.array2string(np.asarray(w[:, :, 0, i]), precision=3)}"
-          .replace("\n", "\n            "))
-
-  relu = F.relu(conv)
-  print(_stage("relu", relu))
-  pooled = F.max_pool(relu, 2)
-  print(_stage("max pool 2x2", pooled))
-  corner_in = np.asarray(relu[0, :4, :4, 0])
-  corner_out = np.asarray(pooled[0, :2, :2, 0])
-  hand = corner_in.reshape(2, 2, 2, 2).max(axis=(1, 3))
-  np.testing.assert_array_equal(corner_out, hand)
-  print("  4x4 corner of relu (map 0)      2x2 corner of the pool")
-  for r in range(4):
-    left = " ".join(f"{v:6.3f}" for v in corner_in[r])
-    right = " ".join(f"{v:6.3f}" for v in corner_out[r]) if r < 2 else ""
-    print(f"  {left}     {right}")
-
-  # Channel dropout p=0.25: the first draw (from the seed) that drops at least one of the five
-  # maps, so that the picture shows what dropping a whole map means.
-  for attempt in range(100):
-    key = jax.random.fold_in(k_drop, attempt)
-    dropped = F.channel_dropout(key, pooled, 0.25)
-    zero = [i for i in range(5) if bool(jnp.all(dropped[0, :, :, i] == 0))
-            and not bool(jnp.all(pooled[0, :, :, i] == 0))]
-    if zero:
-      break
-  kept = [i for i in range(5) if i not in zero]
-  scale = float(dropped[0, :, :, kept[0]].max() / pooled[0, :, :, kept[0]].max())
-  np.testing.assert_allclose(scale, 1 / 0.75, rtol=1e-5)
-  print(_stage("channel dropout", dropped) + f"  maps zeroed {zero}, kept ones x{scale:.4f}")
-
-  flat = F.flatten(dropped)
-  print(_stage("flatten", flat))
-  wd = jax.random.normal(k_dense, (flat.shape[1], 4)) / np.sqrt(flat.shape[1])
-  logits = F.dense(flat, wd, jnp.zeros((4,)))
-  probs = F.softmax(logits)
-  total = float(jnp.sum(probs))
-  assert abs(total - 1.0) < 1e-6, total
-  print(_stage("dense -> 4", logits))
-  print(f"softmax          {np.array2string(np.asarray(probs[0]), precision=4)}  "
-        f"sum = {total:.6f}")
-  results.update(input_h=photo.shape[0], input_w=photo.shape[1], conv_channels=5,
-                 pooled_h=int(pooled.shape[1]), pooled_w=int(pooled.shape[2]),
-                 flat_features=int(flat.shape[1]), dropped_maps=len(zero),
-                 dropout_scale=scale, softmax_sum=total,
-                 softmax_max=float(jnp.max(probs)))
-
-  # Figure 1: the photo and the five conv outputs.
-  fig = _common.new_figure(13, 4.6)
-  axes = fig.subplots(2, 6, height_ratios=[1, 0.45])
-  _common.image_panel(axes[0, 0], x[0, :, :, 0], f"photo {photo.shape[0]}x{photo.shape[1]}\n"
-                      "(x - 128) / 128")
-  axes[1, 0].axis("off")
-  for i in range(5):
-    _common.image_panel(axes[0, i + 1], conv[0, :, :, i], f"conv output {i}\n(red +, blue -)",
-                        diverging=True)
-    kern = np.asarray(w[:, :, 0, i])
-    _common.image_panel(axes[1, i + 1], kern, f"kernel {i}", diverging=True)
-    _common.annotate(axes[1, i + 1], kern, "{:.2f}", fontsize=7)
+  # --- model = nn.Conv2d(1, n, kernel_size=3, stride=1, padding=1); output = model(gray1)
+  kernel, bias, output = a["kernel"], a["bias"], a["output"]
+  assert output.shape == (1, h, w, N_KERNELS), output.shape
+  o = np.transpose(np.asarray(output[0]), (2, 0, 1))             # the notebook's o: [n, H, W]
+  print(f"output.size() -> notebook (PyTorch, NCHW) torch.Size([1, {N_KERNELS}, {h}, {w}]); "
+        f"jaxcnn (NHWC) {tuple(output.shape)}")
+  print("o[0] ->")
+  print(repr(o[0]))
+  torch_layout = np.transpose(np.asarray(kernel), (3, 2, 0, 1))  # PyTorch's [C_out, C_in, kh, kw]
+  print(f"[p for p in model.parameters()] -> weight {torch_layout.shape} (PyTorch's layout; "
+        f"jaxcnn stores {tuple(kernel.shape)}), bias {tuple(bias.shape)}, drawn from "
+        f"U(-1/3, 1/3) with seed {seed}:")
+  print(np.array2string(torch_layout, precision=4))
+  print(np.array2string(np.asarray(bias), precision=4))
+  fig = _maps_figure(gray1, o, "o")
   _common.save(fig, out, "conv_outputs.png",
-               "The photo through five random 3x3 kernels (bottom row, weights written in). "
-               "Random kernels mostly pass the brightness through, scaled (weights summing "
-               "positive) or inverted (summing negative, like kernel 2), with some edges "
-               "emphasised where the weights change sign across the kernel. Red and blue are "
-               "positive and negative responses.", figures)
+               "The notebook's first figure: the grayscale photo, then the five outputs of "
+               "Conv2d(1, 5, 3, padding=1) with random kernels on its 'bwr' colour map from -1 "
+               "(blue) to +1 (red), white at 0. Random kernels mostly pass the brightness "
+               "through, scaled or inverted (red or blue versions of the photo), with some "
+               "edges emphasised. The photo is drawn as the notebook draws it (vmin 0, so "
+               "everything darker than mid-grey is black).", figures)
 
-  # Figure 2: relu, pool (with the corners), dropout.
-  fig = _common.new_figure(13, 7.2)
-  axes = fig.subplots(3, 5)
-  for i in range(5):
-    _common.image_panel(axes[0, i], relu[0, :, :, i], f"relu(conv {i})", cmap="magma")
-    _common.image_panel(axes[1, i], pooled[0, :, :, i],
-                        f"max pool 2x2 -> {pooled.shape[1]}x{pooled.shape[2]}", cmap="magma")
-    _common.image_panel(axes[2, i], dropped[0, :, :, i],
-                        "dropped (all zero)" if i in zero else f"kept, x{scale:.2f}",
-                        cmap="magma")
-  _common.save(fig, out, "relu_pool_dropout.png",
-               "Row 1: ReLU keeps only the positive (red) part of each conv output. Row 2: 2x2 "
-               "max pooling halves the resolution and keeps each block's strongest response. "
-               "Row 3: channel dropout (p = 0.25, training mode) zeroes whole feature maps and "
-               "scales the kept ones by 1/(1 - 0.25).", figures)
+  # --- model2 = nn.ReLU(); output2 = model2(output)
+  o2 = np.asarray(F.relu(jnp.asarray(o)))
+  assert (o2 >= 0).all() and np.array_equal(o2, np.maximum(o, 0))
+  print(_stage("relu(output)", o2, 22))
+  fig = _maps_figure(gray1, o2, "o2")
+  _common.save(fig, out, "relu_outputs.png",
+               "The notebook's ReLU figure, same layout and colours: ReLU keeps the red "
+               "(positive) part of each map and sets the blue part to 0 (white).", figures)
 
-  # Figure 3: the 4x4 -> 2x2 corner, and the softmax bar chart.
-  fig = _common.new_figure(11, 3.6)
-  a0, a1, a2 = fig.subplots(1, 3, width_ratios=[1.6, 0.9, 1.6])
-  for ax, img, title in ((a0, corner_in, "relu, map 0: top-left 4x4"),
-                         (a1, corner_out, "max pool: top-left 2x2")):
-    _common.image_panel(ax, img, title, diverging=True)
-    _common.annotate(ax, img, "{:.3f}")
-  a0.axhline(1.5, color="k", lw=2)
-  a0.axvline(1.5, color="k", lw=2)
-  p = np.asarray(probs[0])
-  a2.bar(range(4), p, color="#3465a4")
+  # --- model3 = nn.MaxPool2d(kernel_size=2, stride=2, padding=0) on gray1 itself
+  output3 = a["output3"]
+  npo3 = np.asarray(output3[0, :, :, 0])
+  assert npo3.shape == (h // 2, w // 2) == (125, 70), npo3.shape
+  print(f"output3.size() -> notebook torch.Size([1, {h // 2}, {w // 2}]); jaxcnn (NHWC) "
+        f"{tuple(output3.shape)}")
+  corner_in, corner_out = gray1[:4, :4], npo3[:2, :2]
+  hand = corner_in.reshape(2, 2, 2, 2).max(axis=(1, 3)).astype(np.float32)
+  np.testing.assert_array_equal(corner_out, hand)
+  print("gray1[:4,:4] ->")
+  print(repr(corner_in))
+  print("npo3[:2,:2] -> (each value the max of its 2x2 block above)")
+  print(repr(corner_out))
+  fig = _common.new_figure(9, 6.6)
+  axes = fig.subplots(1, 2, sharex=True, sharey=True)
+  axes[0].imshow(gray1, cmap="gray")
+  axes[1].imshow(npo3, cmap="gray", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+  axes[0].set_title(f"gray1 {h}x{w}", fontsize=10)
+  axes[1].set_title(f"MaxPool2d(2, 2) -> {h // 2}x{w // 2} (drawn at the same size)",
+                    fontsize=10)
+  for ax in axes:
+    ax.axis("off")
+  _common.save(fig, out, "max_pool.png",
+               "The notebook's pooling figure: the photo and its 2x2 max pooling, which keeps "
+               "the brightest pixel of every 2x2 block: half the width, half the height, the "
+               "same picture with coarser pixels.", figures)
+
+  # --- model4 = nn.Dropout2d(p=0.25) on output3, a 3-D tensor (1, 125, 70) = PyTorch's (N, C, L)
+  npo4 = a["output4"]
+  zero_rows = np.flatnonzero((npo4 == 0).all(axis=1) & ~(npo3 == 0).all(axis=1))
+  kept = np.setdiff1d(np.arange(h // 2), zero_rows)
+  np.testing.assert_allclose(npo4[kept], npo3[kept] / 0.75, rtol=1e-6)
+  assert len(zero_rows) >= 1
+  print(f"Dropout2d(p=0.25) on the (1, {h // 2}, {w // 2}) tensor: {len(zero_rows)} of "
+        f"{h // 2} rows zeroed (PyTorch reads a 3-D input as (N, C, L): each row is a "
+        f"channel), the kept rows x{1 / 0.75:.4f}")
+  fig = _common.new_figure(9, 6.6)
+  axes = fig.subplots(1, 2)
+  axes[0].imshow(npo3, cmap="gray")
+  axes[1].imshow(npo4, cmap="gray")
+  axes[0].set_title(f"npo3: pooled {h // 2}x{w // 2}", fontsize=10)
+  axes[1].set_title(f"npo4: Dropout2d(0.25): {len(zero_rows)} rows zeroed,\nthe others "
+                    f"x{1 / 0.75:.3f}", fontsize=10)
+  for ax in axes:
+    ax.axis("off")
+  _common.save(fig, out, "dropout.png",
+               "The notebook's dropout figure: the pooled photo, and the same after "
+               "Dropout2d(p=0.25) in training mode. On this 3-D tensor PyTorch (and jaxcnn's "
+               "channel_dropout on the same layout) zeroes whole rows, about a quarter of them "
+               "(the flat grey stripes: 0 is mid-grey on a photo whose values run from -1 to "
+               "1), and scales the others by 1/(1 - 0.25), so on average nothing changes. A new "
+               "draw drops other rows.", figures)
+
+  # --- output5 = output4.reshape(-1); sum and size; Linear(8750, 4); Softmax(dim=1)
+  output5 = npo4.reshape(-1)
+  print(f"output5.sum() -> {output5.sum():.4f}   (not comparable: another photo and dropout "
+        "mask)")
+  print(f"output5.size() -> {output5.shape}   (the notebook: torch.Size([{(h // 2) * (w // 2)}]))")
+  assert output5.shape == (8750,)
+  flat = F.flatten(jnp.asarray(npo4).reshape(1, h // 2, w // 2, 1))  # output4.view(1, -1)
+  np.testing.assert_array_equal(np.asarray(flat[0]), output5)       # the same row-major order
+  output6, output7 = a["output6"], a["output7"]
+  total = float(np.sum(output7))
+  assert output6.shape == output7.shape == (1, 4)
+  assert abs(total - 1.0) < 1e-6, total
+  print(f"nn.Linear(8750, 4)(output5) -> shape {tuple(output6.shape)}: "
+        f"{np.array2string(np.asarray(output6), precision=4)}")
+  print(f"nn.Softmax(dim=1) -> output7 = {np.array2string(np.asarray(output7), precision=4)}")
+  print(f"output7.sum() -> {total:.6f}")
+  results.update(photo_h=h, photo_w=w, conv_n=int(output.shape[-1]),
+                 pooled_h=int(npo3.shape[0]), pooled_w=int(npo3.shape[1]),
+                 flat_features=int(output5.size), dropped_rows=int(len(zero_rows)),
+                 dropout_scale=float(1 / 0.75), softmax_sum=total,
+                 softmax_max=float(np.max(output7)))
+
+  fig = _common.new_figure(6, 3.4)
+  ax = fig.subplots()
+  p = np.asarray(output7[0])
+  ax.bar(range(4), p, color="#3465a4")
   for i, v in enumerate(p):
-    a2.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=9)
-  a2.set_xticks(range(4), [f"output {i}" for i in range(4)])
-  a2.set_ylim(0, 1)
-  a2.set_title(f"softmax of the 4 dense outputs (sum {total:.6f})", fontsize=10)
-  _common.save(fig, out, "pool_corner_softmax.png",
-               "Left: each value of the pooled 2x2 corner is the largest value of its 2x2 block "
-               "(blocks marked). Right: the dense layer's four outputs after softmax: positive "
-               "and summing to 1. The weights are random, so the 'prediction' means nothing "
-               "yet; training is what makes it mean something.", figures)
+    ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=9)
+  ax.set_xticks(range(4), [f"class {i}" for i in range(4)])
+  ax.set_ylim(0, 1)
+  ax.set_title(f"nn.Softmax(dim=1) of Linear(8750, 4): sum {total:.6f}", fontsize=10)
+  _common.save(fig, out, "softmax.png",
+               "output7: the four class scores after softmax, positive and summing to 1. The "
+               "dense weights are random (and the photo is no zebra), so the 'prediction' "
+               "means nothing yet; training is what makes it mean something.", figures)
   trained_walk(out, figures, results, quick=quick, image_folder=image_folder, seed=seed)
   return {"figures": figures, "results": results}
 
 
 def trained_walk(out: pathlib.Path, figures: list, results: dict, *, quick: bool,
                  image_folder: str | None, seed: int) -> None:
-  """The same walk through lesson 5's *trained* CIFAR-10 net (its cached parameters), on a
+  """The same walk through lesson 5b's *trained* CIFAR-10 net (its cached parameters), on a
   validation image: every layer's output (:func:`jaxcnn.inspect.feature_maps`, pre-activations
   included) printed and drawn with its shape and value range."""
-  from experiments.lessons import cifar10_cnn  # pylint: disable=g-import-not-at-top
+  from experiments.lessons import filters_and_maps  # pylint: disable=g-import-not-at-top
   from jaxcnn import inspect  # pylint: disable=g-import-not-at-top
 
-  model, params, history, (x_val, y_val), _, cached = cifar10_cnn.trained(quick, seed,
-                                                                          image_folder)
-  print(f"\nthe trained CIFAR-10 tutorial net of lesson 5 ({'cached' if cached else 'trained now'}"
+  model, params, history, (x_val, y_val), _, cached = filters_and_maps.trained(quick, seed,
+                                                                               image_folder)
+  print(f"\nbeyond the notebook: the trained Keras CIFAR-10 CNN of lesson 5b "
+        f"({'cached' if cached else 'trained now'}"
         f", validation accuracy {history['val_accuracy'][-1]:.4f}) on validation image 0:")
   x = x_val[:1]
   maps = inspect.feature_maps(model, {"params": params}, x)
-  stages = {"input (normalised)": np.asarray(x)}
+  stages = {"input (x / 255)": np.asarray(x)}
   stages.update({k: np.asarray(v) for k, v in maps.items()})
   logits = stages[list(maps)[-1]]
   probs = np.asarray(F.softmax(jnp.asarray(logits)))
@@ -191,7 +286,7 @@ def trained_walk(out: pathlib.Path, figures: list, results: dict, *, quick: bool
   total = float(probs.sum())
   assert abs(total - 1.0) < 1e-5, total
   pred = int(probs.argmax())
-  classes = cifar10_cnn.CLASSES
+  classes = _common.CIFAR10_CLASSES
   print(f"softmax sums to {total:.6f}; top class {classes[pred]} ({probs[0, pred]:.3f}), "
         f"true class {classes[y_val[0]]}")
   results.update(trained_stages=len(stages), trained_softmax_sum=total,
@@ -210,8 +305,8 @@ def trained_walk(out: pathlib.Path, figures: list, results: dict, *, quick: bool
       ax.set_yticks([])
       if name.startswith("input"):
         if j == 0:
-          ax.imshow(_common.denormalise(v, "cifar10"), interpolation="nearest")
-          ax.set_title(f"{classes[y_val[0]]} (shown unnormalised)", fontsize=8)
+          ax.imshow(v, interpolation="nearest")
+          ax.set_title(f"{classes[y_val[0]]}", fontsize=8)
         else:
           ax.axis("off")
         continue
@@ -241,7 +336,8 @@ def trained_walk(out: pathlib.Path, figures: list, results: dict, *, quick: bool
                  f"[{v.min():.2f}, {v.max():.2f}]", fontsize=8)
     ax.tick_params(labelsize=7)
   _common.save(fig, out, "trained_walk.png",
-               "The same walk with a trained net (lesson 5's) on a CIFAR-10 validation image, "
+               "Beyond the notebook: the same walk with a trained net (lesson 5b's) on a "
+               "CIFAR-10 validation image, "
                "each stage with its shape and value range. Before each ReLU the maps are "
                "positive and negative (red/blue); after it only the positive part is left, and "
                "each pooling halves the size. The vectors at the bottom are the flattened "

@@ -1,11 +1,13 @@
-"""Lesson 10, seeing what a CNN learned: activation maximisation and attributions, on the
-trained CIFAR-10 tutorial net of lesson 5 (``cifar10_cnn``; reused from its cache, trained there
-first if absent).
+"""Lesson 10, seeing what a CNN learned: activation maximisation and attributions (the course
+notes' "Visualizing CNNs": Zeiler and Fergus, deep dream), on the trained Keras CIFAR-10 CNN of
+lesson 5b (``filters_and_maps``, the "Convolutional networks" notebook's net; reused from its
+cache, trained there first if absent).
 
     python -m experiments.lessons what_cnns_learn --image-folder ../shared/data/cifar10_jpeg_train.tar.gz
     python -m experiments.lessons what_cnns_learn --quick
 
-All from :mod:`jaxcnn.inspect`, drawn with :mod:`jaxcnn.plots`:
+The net takes images scaled to [0, 1], as the notebook feeds it. All from
+:mod:`jaxcnn.inspect`, drawn with :mod:`jaxcnn.plots`:
 
 * activation maximisation (:func:`~jaxcnn.inspect.maximize_activation`: Adam on the input, with
   jitter and a total-variation smoothness prior) for the first filters of each conv layer (the
@@ -20,13 +22,7 @@ All from :mod:`jaxcnn.inspect`, drawn with :mod:`jaxcnn.plots`:
   backpropagation and the deconvnet view (ReLU backward passes replaced via ``custom_vjp``).
 
 Full run: 128 ascent steps, 6 filters per layer, 3 images; ``--quick``: 24 steps, 2 filters, 2
-classes, 1 image, on the quick net: 60 s within ``--all --quick`` on a loaded 2-core CPU.
-
-Measured (full run on lesson 5's net, seed 0; 433 s on a loaded 2-core CPU): all 36 filter
-objectives and all 10 logits rose (e.g. Conv_2 filter 3: +0.09 -> +22.65 pixel, +19.07
-Fourier; the logits from about 0 to +53 (horse) .. +149 (frog), far above the 3.9-9.1 of the
-correctly classified validation images shown). Integrated gradients (256 steps) missed
-completeness by 0.009-0.039 on those logits; the largest occlusion drops were 4.1-7.9.
+classes, 1 image, on lesson 5b's quick net.
 """
 
 from __future__ import annotations
@@ -38,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.lessons import _common
-from experiments.lessons import cifar10_cnn
-from jaxcnn import data, inspect, plots
+from experiments.lessons import filters_and_maps
+from jaxcnn import inspect, plots
 
 TITLE = "What a CNN learned: activation maximisation, saliency, Grad-CAM, occlusion"
 LESSON = 10
@@ -52,15 +48,12 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   out = pathlib.Path(out)
   figures: list = []
   results: dict = {}
-  model, params, history, (x_val, y_val), _, cached = cifar10_cnn.trained(quick, seed,
-                                                                          image_folder)
-  print(f"tutorial_cnn from lesson 5: {'loaded the cached' if cached else 'trained a'} net "
+  model, params, history, (x_val, y_val), _, cached = filters_and_maps.trained(quick, seed,
+                                                                               image_folder)
+  print(f"tutorial_cnn from lesson 5b: {'loaded the cached' if cached else 'trained a'} net "
         f"(validation accuracy {history['val_accuracy'][-1]:.4f})")
   variables = {"params": params}
-  info = data.get_info("cifar10")
-  mean = jnp.asarray(info.mean).reshape(1, 1, 1, 3)  # [1, H, W, C] images
-  std = jnp.asarray(info.std).reshape(1, 1, 1, 3)
-  preprocess = lambda img: (img - mean) / std  # [0, 1] image -> the net's input
+  preprocess = None  # the net takes [0, 1] images, what maximize_activation optimises
   steps = 24 if quick else 128
   n_filters = 2 if quick else 6
   key = jax.random.key(seed)
@@ -145,7 +138,7 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
     if n == 0:
       results["ig_completeness_error"] = abs(completeness)
       results["occlusion_positions"] = int(occl.shape[1] * occl.shape[2])
-    fig = plots.attribution_overlay(_common.denormalise(x_val[i], "cifar10"),
+    fig = plots.attribution_overlay(x_val[i],
                                     {k: np.asarray(v) for k, v in maps.items()},
                                     suptitle=f"validation image {i}: a {CLASSES[y_val[i]]}, "
                                              f"predicted {CLASSES[t]}; what raised that logit")
