@@ -37,6 +37,7 @@ from jaxcnn.models import get_model
 
 TITLE = "The CIFAR-10 CNN: train the tutorial net, curves, filters, feature maps, mistakes"
 LESSON = 5
+TRAINS = True
 CLASSES = _common.CIFAR10_CLASSES
 
 

@@ -34,6 +34,7 @@ from jaxcnn import functional as F
 
 TITLE = "A photo through the layers: conv, ReLU, max pool, dropout, dense, softmax"
 LESSON = 1
+TRAINS = True
 
 
 def _stage(name: str, x, width: int = 16) -> str:
