@@ -131,6 +131,20 @@ def test_on_another_platform_it_does_nothing_and_says_so(tmp_path):
   assert state == "'' False False None False"
 
 
+def test_an_accelerator_counts_only_where_jax_has_its_plugin(monkeypatch):
+  import jax
+  if jax.config.jax_platforms:
+    pytest.skip(f"JAX_PLATFORMS={jax.config.jax_platforms!r} decides the platform here")
+  monkeypatch.setattr(flags, "backends_started", lambda: False)  # as before JAX starts
+  monkeypatch.setattr(flags, "machine_accelerator", lambda: "gpu")
+  monkeypatch.setattr(jaxcnn.cpu, "_jax_supports", lambda accelerator: True)
+  assert jaxcnn.cpu._platform() == "gpu"
+  monkeypatch.setattr(jaxcnn.cpu, "_jax_supports", lambda accelerator: False)
+  assert jaxcnn.cpu._platform() == "cpu"  # a CPU-only jaxlib on a GPU machine runs on the CPU
+  monkeypatch.setattr(flags, "machine_accelerator", lambda: None)
+  assert jaxcnn.cpu._platform() == "cpu"
+
+
 def test_a_compilation_cache_the_user_configured_is_kept(tmp_path):
   mine = tmp_path / "mine"
   code = (f"import jax; jax.config.update('jax_compilation_cache_dir', {str(mine)!r})\n"
@@ -160,7 +174,7 @@ def test_onednn_is_activated_when_installed_and_named_when_asked_for_but_missing
   ext = types.SimpleNamespace(available=lambda: True, activate=lambda: active.append(1),
                               is_active=lambda: bool(active))
   monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
-  monkeypatch.setattr(jaxcnn.cpu.importlib, "import_module", lambda name: ext)
+  monkeypatch.setitem(sys.modules, "jaxcnn.cpu.onednn", ext)  # what the import then returns
   assert jaxcnn.cpu._onednn("auto") == (True, None) and active == [1]
   ext.available = lambda: False
   assert jaxcnn.cpu._onednn(True) == (False, "oneDNN extension not available on this machine")

@@ -1,6 +1,8 @@
 """The XLA CPU flag table (jaxcnn.cpu.flags): which flags for which jaxlib and CPU vendor, and how
 they reach ``XLA_FLAGS``."""
 
+import os
+
 import pytest
 
 from jaxcnn.cpu import flags
@@ -36,9 +38,8 @@ def test_every_row_is_one_jaxlib_version_and_vendor_once():
 
 def test_flags_are_added_to_the_environment_and_a_user_setting_wins(monkeypatch):
   monkeypatch.setattr(flags, "backends_started", lambda: False)
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  monkeypatch.setenv("XLA_FLAGS", "")  # (setenv, not delenv: the test's value is undone after)
   assert flags.add_to_environment((flags.YNNPACK_OFF,)) == (flags.YNNPACK_OFF,)
-  import os
   assert os.environ["XLA_FLAGS"] == flags.YNNPACK_OFF
   user = "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
   monkeypatch.setenv("XLA_FLAGS", f"--xla_force_host_platform_device_count=2 {user}")

@@ -249,7 +249,7 @@ def test_the_train_step_jaxcnn_compiles_measures_and_the_loop_says_so_once(_isol
   rng = np.random.default_rng(0)
   xy = (rng.standard_normal((16, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, 16))
   with caplog.at_level("INFO", logger="jaxcnn.train.loop"):
-    fit("tutorial_cnn", xy, epochs=2, batch_size=8, validation_data=xy, verbose=0)
+    fit("tutorial_cnn", xy, epochs=2, batch_size=8, verbose=0)
   assert len(calls) == 3  # the tutorial CNN's three conv shapes at batch 8, once each
   lines = [r.getMessage() for r in caplog.records if "tuning" in r.getMessage()]
   assert len(lines) == 1 and lines[0].startswith("CPU conv tuning: 3 shapes measured in ")

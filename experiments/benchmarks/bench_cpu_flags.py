@@ -104,7 +104,8 @@ def worker(net: str, batch_size: int, warmup: int, tuning: bool, cache_dir: str)
   import numpy as np  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from jaxcnn import models  # pylint: disable=g-import-not-at-top
-  from jaxcnn.train import create_train_state, parallel, train_step  # pylint: disable=g-import-not-at-top
+  from jaxcnn.train import (  # pylint: disable=g-import-not-at-top
+      create_train_state, parallel, train_step)
 
   model = models.get_model(MODELS[net])
   state = create_train_state(model, jax.random.PRNGKey(0), (1, 32, 32, 3), optax.adam(1e-3))

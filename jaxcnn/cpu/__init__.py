@@ -15,8 +15,9 @@ first computation (the training CLIs and the notebooks that train call it first)
 4. **The oneDNN extension** (``jaxcnn.cpu.onednn``) where it is installed and available.
 
 It prints one line saying what it turned on and what it could not, and returns a
-:class:`Status`; :func:`status` says the same later. On a machine with a TPU or GPU, or with
-``JAX_PLATFORMS`` naming another platform, it does nothing and says so. Results change at most
+:class:`Status`; :func:`status` says the same later. Where JAX will run on a TPU or GPU (the
+machine has one and JAX has its plugin, or ``JAX_PLATFORMS`` names it), it does nothing and says
+so; it never starts JAX to find out. Results change at most
 in float32 summation order.
 
 >>> import jaxcnn.cpu
@@ -31,6 +32,7 @@ import importlib
 import importlib.util
 import os
 import pathlib
+import pkgutil
 
 from jaxcnn.cpu import flags as flags_lib
 from jaxcnn.cpu import tuning as tuning_lib
@@ -91,13 +93,27 @@ def _platform() -> str:
   asked = (jax.config.jax_platforms or "").split(",")[0].strip().lower()
   if asked:
     return "gpu" if asked in ("cuda", "rocm") else asked
-  return flags_lib.machine_accelerator() or "cpu"
+  accelerator = flags_lib.machine_accelerator()
+  return accelerator if accelerator and _jax_supports(accelerator) else "cpu"
+
+
+def _jax_supports(accelerator: str) -> bool:
+  """Whether the installed JAX has a backend for ``accelerator`` (else it runs on the CPU)."""
+  if accelerator == "tpu":
+    return importlib.util.find_spec("libtpu") is not None
+  try:
+    import jax_plugins  # pylint: disable=g-import-not-at-top  (the PJRT plugins' namespace)
+  except ImportError:
+    return False
+  return any(m.name.startswith(("xla_cuda", "xla_rocm"))
+             for m in pkgutil.iter_modules(jax_plugins.__path__))
 
 
 def _compilation_cache(path: pathlib.Path) -> tuple[str | None, str | None]:
   """Points JAX's persistent compilation cache at ``path``; returns (folder in use, note)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
+  from jax.experimental.compilation_cache import (  # pylint: disable=g-import-not-at-top
+      compilation_cache)
   current = jax.config.jax_compilation_cache_dir
   if current and (_status is None or current != _status.compilation_cache):
     return current, None  # the user's own setting wins
@@ -192,11 +208,10 @@ def enable(*, flags: bool = True, tuning: bool = True, compilation_cache: bool =
       notes += [note] if note else []
     active, note = _onednn(onednn)
     notes += [note] if note else []
-    _status = Status(platform="cpu", xla_flags=added, tuning=tuning_lib.is_enabled(),
-                     tuning_budget_s=tuning_lib.stats().budget_s if tuning_lib.is_enabled()
-                     else 0.0,
-                     compilation_cache=cache, onednn=active or previous.onednn,
-                     notes=tuple(notes))
+    t = tuning_lib.stats()
+    _status = Status(platform="cpu", xla_flags=added, tuning=t.enabled,
+                     tuning_budget_s=t.budget_s if t.enabled else 0.0, compilation_cache=cache,
+                     onednn=active or previous.onednn, notes=tuple(notes))
   if verbose:
     print(_status.line(), flush=True)
   return status()

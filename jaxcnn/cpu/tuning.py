@@ -213,22 +213,24 @@ def choice(op: str, key: str, measure: Callable[[], dict[str, Any]]) -> dict[str
   """
   if not _state.enabled:
     return None
+  entry = lookup(op, key)
+  if entry is not None or not is_measuring():
+    return entry
+  name = f"{op}|{key}"
   with _lock:
-    entry = lookup(op, key)
-    if entry is not None or not is_measuring():
-      return entry
-    name = f"{op}|{key}"
     if _state.spent_s >= _state.budget_s:
       _state.skipped.add(name)
       return None
-    t0 = time.perf_counter()
-    try:
-      entry = run_outside_trace(measure)
-    finally:
+  t0 = time.perf_counter()  # not under the lock: the measuring thread may look choices up
+  try:
+    entry = run_outside_trace(measure)
+  finally:
+    with _lock:
       _state.spent_s += time.perf_counter() - t0
+  with _lock:
     _state.measured.append(name)
-    store(op, key, entry)
-    return entry
+  store(op, key, entry)
+  return entry
 
 
 def stats() -> Stats:
