@@ -11,7 +11,9 @@ cells in front of every notebook, so they cannot drift apart:
    jax, flax and optax as they are); elsewhere nothing;
 3. ``QUICK``: ``JAXCNN_QUICK=1`` (as the tests set it) shrinks data and epochs to seconds;
 4. the device check (:func:`jaxcnn.runtime.device_report`): which devices JAX uses, and a
-   warning when the machine's accelerator is not among them.
+   warning when the machine's accelerator is not among them. A notebook that trains (a lesson
+   with ``TRAINS = True``, or a source in :data:`TRAINING_SOURCES`) first calls
+   ``jaxcnn.cpu.enable()``, which must come before JAX starts.
 
 The notebooks are written without outputs, so they diff as cleanly as their sources.
 ``tests/test_notebooks.py`` checks they are in sync and runs each one in quick mode.
@@ -48,6 +50,11 @@ QUICK = """\
 QUICK = os.environ.get("JAXCNN_QUICK", "0") == "1"
 print("quick mode" if QUICK else "full mode")"""
 
+CPU_ENABLE = """\
+import jaxcnn.cpu
+jaxcnn.cpu.enable()  # before JAX starts; on a CPU: measured XLA flags, conv tuning, compile cache
+"""
+
 DEVICE_CHECK = """\
 from jaxcnn.runtime import device_report
 BACKEND = device_report()  # says plainly when JAX is on the CPU although the machine has a TPU/GPU"""
@@ -76,6 +83,19 @@ def parse(text: str) -> list[tuple[str, str]]:
     if src:
       out.append((kind, src))
   return out
+
+
+# The colab/src notebooks that train a network (each lesson says so itself: TRAINS = True).
+TRAINING_SOURCES = ("quickstart", "speedrun", "train_cifar10")
+
+
+def trains(path: pathlib.Path) -> bool:
+  """Whether the notebook built from ``path`` trains (and so calls ``jaxcnn.cpu.enable()``)."""
+  if path.parent != LESSONS:
+    return path.stem in TRAINING_SOURCES
+  return any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "TRAINS" for t in n.targets)
+             and isinstance(n.value, ast.Constant) and n.value.value is True
+             for n in ast.parse(path.read_text()).body)
 
 
 def lesson_cells(path: pathlib.Path) -> list[tuple[str, str]]:
@@ -117,7 +137,8 @@ def build(path: pathlib.Path) -> str:
   title = cells[0][1] + "\n\n" + badge(name)
   nb = {
       "cells": [_cell("markdown", title), _cell("code", INSTALL), _cell("code", QUICK),
-                _cell("code", DEVICE_CHECK)] + [_cell(k, s) for k, s in cells[1:]],
+                _cell("code", (CPU_ENABLE if trains(path) else "") + DEVICE_CHECK)]
+               + [_cell(k, s) for k, s in cells[1:]],
       "metadata": {
           "accelerator": "TPU",
           "colab": {"provenance": [], "toc_visible": True},

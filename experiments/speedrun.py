@@ -18,7 +18,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxcnn import configs, xla_flags
+import jaxcnn.cpu
+from jaxcnn import configs
+from jaxcnn.cpu import flags as cpu_flags, tuning as cpu_tuning
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", configs.path("speedrun"), "speedrun[:variant] (jaxcnn/configs/speedrun.py), or a "
@@ -33,8 +35,9 @@ _FOLDER = flags.DEFINE_string("image-folder", None, "Class-per-folder CIFAR-10 c
 _NPZ = flags.DEFINE_string("npz", None, "An .npz with x_train, y_train, x_eval, y_eval (uint8 "
                            "NHWC images, int labels) instead of tfds or a folder.")
 _JSON = flags.DEFINE_string("json", None, "Write the per-run results and the summary here.")
-_XLA_CPU_TUNING = flags.DEFINE_bool(
-    "xla_cpu_tuning", True, "Add jaxcnn.xla_flags.RECOMMENDED_CPU_FLAGS (CPU only).")
+_CPU_ACCELERATION = flags.DEFINE_bool(
+    "cpu_acceleration", True, "Call jaxcnn.cpu.enable() before JAX starts (CPU only; one line "
+    "says what it turned on). --nocpu_acceleration: none of it.")
 
 
 def main(argv: list[str]) -> None:
@@ -42,8 +45,8 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  if _XLA_CPU_TUNING.value:
-    xla_flags.apply_recommended_cpu_flags()  # before JAX's first computation
+  if _CPU_ACCELERATION.value:
+    jaxcnn.cpu.enable()  # before JAX's first computation
   import jax
   import numpy as np
   from jaxcnn import data
@@ -67,7 +70,7 @@ def main(argv: list[str]) -> None:
     source = f"{folder or 'tfds'} {train_split} / {eval_split}"
   print(f"speedrun {recipe['variant']}: {source}; {len(train['label'])} train, "
         f"{len(evaluation['label'])} eval images; {jax.devices()[0].device_kind} "
-        f"({xla_flags.cpu_model()}), jax {jax.__version__}")
+        f"({cpu_flags.cpu_model()}), jax {jax.__version__}")
   runner = airbench.Speedrun(config, train, evaluation)
   print(f"  {runner.total_steps} steps of batch {runner.batch_size} "
         f"({runner.total_steps / runner.steps_per_epoch:.2f} epochs), dtype {config.dtype}, "
@@ -76,6 +79,9 @@ def main(argv: list[str]) -> None:
   for i in range(_RUNS.value):
     r = runner.run(int(config.seed) + i)
     results.append(r)
+    tuned = cpu_tuning.report()  # what the first run's compilation measured
+    if tuned:
+      print(f"  {tuned}")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"run {i + 1}/{_RUNS.value} seed {r.seed}: acc {r.accuracy:.4f}  time {r.seconds:.2f}s "
           f"(whiten {r.whiten_seconds:.2f} + train {r.train_seconds:.2f} + tta eval "
@@ -87,7 +93,7 @@ def main(argv: list[str]) -> None:
         f"  runs >= {100 * s['target']:.0f}%: {100 * s['fraction_at_target']:.0f}%")
   if _JSON.value:
     record = {"config": config.to_dict(), "source": source,
-              "device": jax.devices()[0].device_kind, "cpu": xla_flags.cpu_model(),
+              "device": jax.devices()[0].device_kind, "cpu": cpu_flags.cpu_model(),
               "jax": jax.__version__, "argv": sys.argv, "summary": s,
               "runs": [{k: v for k, v in vars(r).items() if k != "state"} for r in results]}
     with open(_JSON.value, "w") as f:

@@ -20,7 +20,7 @@ import tempfile
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxcnn import xla_flags
+import jaxcnn.cpu
 from jaxcnn._errors import brief
 from jaxcnn.data import (DatasetNotFoundError, TensorFlowMissingError, check_splits_disjoint,
                          resolve_source)
@@ -32,10 +32,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A shipped config by name (cifar10_tutorial, mnist_mlp, ...; see "
     "jaxcnn/configs) or a config file by path.", lock_config=True)
-_XLA_CPU_TUNING = flags.DEFINE_bool(
-    "xla_cpu_tuning", True,
-    "Add jaxcnn.xla_flags.RECOMMENDED_CPU_FLAGS to XLA_FLAGS (faster CNN training on CPU; "
-    "no effect on GPU/TPU). See BENCHMARKS.md.")
+_CPU_ACCELERATION = flags.DEFINE_bool(
+    "cpu_acceleration", True,
+    "Call jaxcnn.cpu.enable() before JAX starts: measured XLA CPU flags, per-shape conv "
+    "formulations, the compilation cache (CPU only; one line says what it turned on). "
+    "--nocpu_acceleration: none of it.")
 _TRACEBACK = flags.DEFINE_bool(
     "traceback", False, "Show the full traceback of a user error (bad config, missing data, ...).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -143,18 +144,8 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
     logging.set_verbosity(logging.WARNING)
-  if _XLA_CPU_TUNING.value:
-    added = xla_flags.APPLIED_AT_IMPORT
-    if not xla_flags.backends_started():  # else `import jaxcnn` (by the config) applied them
-      added += xla_flags.apply_recommended_cpu_flags()
-    if added:
-      logging.info("CPU tuning on (jaxcnn.xla_flags; --noxla_cpu_tuning turns it off): "
-                   "XLA_FLAGS += %s", " ".join(added))
-  elif xla_flags.APPLIED_AT_IMPORT and xla_flags.backends_started():
-    _fail("--noxla_cpu_tuning comes too late: the config file already started JAX with "
-          "jaxcnn's XLA flags; set JAXCNN_XLA_FLAGS=0 in the environment instead")
-  else:
-    xla_flags.remove_import_flags()  # `import jaxcnn` added them; before JAX's first computation
+  if _CPU_ACCELERATION.value:
+    jaxcnn.cpu.enable()  # before JAX's first computation: XLA reads its flags when it starts
   workdir = None
   # Errors a user causes (a bad value, missing data, a diverging run, a path that cannot be
   # used) name the problem and what to do: print that alone. Anything else keeps its traceback.

@@ -8,12 +8,10 @@ Modules, one concern each:
   * :mod:`jaxcnn.shapes` — shape and parameter arithmetic, and the model summary.
   * :mod:`jaxcnn.layers` — Flax Linen modules over the functional ops.
   * :mod:`jaxcnn.models` — the course's networks, by name.
+  * :mod:`jaxcnn.cpu` — CPU speed for training, turned on by one call: ``jaxcnn.cpu.enable()``.
+
+Importing jaxcnn (or any of its modules) changes no environment variable, no JAX setting and
+no file.
 """
 
 __version__ = "0.1.0"
-
-# XLA CPU flags and the persistent compilation cache, before JAX starts (opt-outs:
-# JAXCNN_XLA_FLAGS=0, JAXCNN_COMPILATION_CACHE=0; see jaxcnn.xla_flags).
-from jaxcnn import xla_flags as _xla_flags  # noqa: E402
-
-_xla_flags.apply_at_import()

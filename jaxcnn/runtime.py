@@ -8,26 +8,11 @@ with the accelerators the machine has and says so in one line when they disagree
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 from collections.abc import Callable
 
 import jax
 
-
-def machine_accelerator() -> str | None:
-  """The accelerator this machine has, whatever JAX sees: ``'tpu'``, ``'gpu'`` or ``None``.
-
-  TPU: a TPU VM exposes ``/dev/accel*`` (or ``/dev/vfio`` devices for newer chips) and Colab sets
-  ``TPU_ACCELERATOR_TYPE`` / ``COLAB_TPU_ADDR``; GPU: ``/dev/nvidia0`` or ``nvidia-smi``.
-  """
-  if (os.environ.get("TPU_ACCELERATOR_TYPE") or os.environ.get("COLAB_TPU_ADDR")
-      or glob.glob("/dev/accel*")):
-    return "tpu"
-  if os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi"):
-    return "gpu"
-  return None
+from jaxcnn.cpu.flags import machine_accelerator
 
 
 def device_report(print_fn: Callable[[str], None] | None = print) -> str:

@@ -13,10 +13,6 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Tests run the plain conv path and write no compilation cache; tests/test_functional_conv_fast.py
-# and tests/test_xla_flags.py switch them on where they test them.
-os.environ.setdefault("JAXCNN_TUNING", "off")
-os.environ.setdefault("JAXCNN_COMPILATION_CACHE", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -1,11 +1,15 @@
-"""Tests for the tuned convolution (jaxcnn.functional._conv_fast) and its cache (jaxcnn._tuning).
+"""Tests for the tuned convolution (jaxcnn.functional._conv_fast) and its cache
+(jaxcnn.cpu.tuning).
 
 Every formulation must equal the plain ``lax.conv_general_dilated`` path in values, input
 gradients and kernel gradients (float32 summation order only); the choice must be a pure
-function of the cache; tuning 'off' must give the plain path itself.
+function of the cache; before ``enable()`` the plain path itself is used and nothing is read or
+written; a shape is measured only while a training step is traced, within the budget.
 """
 
+import contextlib
 import json
+import time
 
 import jax
 import jax.numpy as jnp
@@ -14,19 +18,24 @@ import pytest
 from jax import lax
 from jax.test_util import check_grads
 
-from jaxcnn import _tuning
 from jaxcnn import functional as F
+from jaxcnn.cpu import tuning
 from jaxcnn.functional import _conv, _conv_fast
 
 RTOL = 2e-6  # float32 sums of a few hundred terms in another order
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path):
-  _tuning.set_cache_path(tmp_path / "tuning.json")
+def _isolated_cache(tmp_path, monkeypatch):
+  """Tuning off, with fresh totals; ``tuning.enable(...)`` in a test uses tmp_path's file."""
+  monkeypatch.setattr(tuning, "_state", tuning._State())
+  monkeypatch.setattr(tuning, "_memory", None)
   yield tmp_path / "tuning.json"
-  _tuning.set_cache_path(None)
-  _tuning.set_mode(None)
+  jax.clear_caches()  # no later test may reuse a step traced with this test's choices
+
+
+def on(path, budget_s=tuning.DEFAULT_BUDGET_S):
+  tuning.enable(budget_s=budget_s, cache_path=path)
 
 
 def assert_close(actual, expected, rtol=RTOL):
@@ -107,9 +116,10 @@ def test_an_unused_input_gradient_is_not_computed():
 
 
 def _write_cache(path, key, entry):
-  path.write_text(json.dumps({"version": _tuning.CACHE_VERSION,
-                              "hosts": {_tuning.host_key(): {f"conv|{key}": entry}}}))
-  _tuning.set_cache_path(path)  # drops what was loaded
+  path.write_text(json.dumps({"version": tuning.CACHE_VERSION,
+                              "hosts": {tuning.host_key(): {f"conv|{key}": entry}}}))
+  on(path)
+  tuning._memory = None  # another process: reads the file afresh
 
 
 def test_the_choice_is_read_from_the_cache_and_never_measured(_isolated_cache, monkeypatch):
@@ -117,79 +127,132 @@ def test_the_choice_is_read_from_the_cache_and_never_measured(_isolated_cache, m
   x, w, spec = make(CASES[2])
   entry = {"fwd": "patches", "dx": "xla", "dw": "patches", "ms": {}}
   _write_cache(_isolated_cache, _conv_fast.shape_key(x.shape, w.shape, x.dtype, spec), entry)
-  for mode in ("on", "cached"):
-    _tuning.set_mode(mode)
-    chosen = [_conv_fast.choose(x.shape, w.shape, x.dtype, spec) for _ in range(2)]
-    assert chosen[0] == chosen[1] == spec.with_choice(entry)
-    jaxpr = str(jax.make_jaxpr(lambda x, w: F.conv(x, w))(x, w))
-    assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr  # fwd via patches
+  for scope in (tuning.measuring, lambda: contextlib.nullcontext()):
+    with scope():
+      chosen = [_conv_fast.choose(x.shape, w.shape, x.dtype, spec) for _ in range(2)]
+      assert chosen[0] == chosen[1] == spec.with_choice(entry)
+      jaxpr = str(jax.make_jaxpr(lambda x, w: F.conv(x, w))(x, w))
+      assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr  # fwd via patches
   assert_close(F.conv(x, w), plain(x, w, spec))
 
 
-def test_a_miss_is_measured_once_and_stored(_isolated_cache, monkeypatch):
-  calls = []
-
-  def fake_measure(*args, **kwargs):
+def _fake_measure(calls, seconds=0.0, fwd="xla"):
+  def fake(*args, **kwargs):
     calls.append(args)
-    return {"fwd": "xla", "dx": "patches", "dw": "patches", "ms": {}}
+    time.sleep(seconds)
+    return {"fwd": fwd, "dx": "patches", "dw": "patches", "ms": {}}
+  return fake
 
-  monkeypatch.setattr(_conv_fast, "measure", fake_measure)
-  _tuning.set_mode("on")
+
+def test_a_miss_is_measured_once_inside_a_train_step_and_stored(_isolated_cache, monkeypatch):
+  calls = []
+  monkeypatch.setattr(_conv_fast, "measure", _fake_measure(calls))
+  on(_isolated_cache)
   x, w, spec = make(CASES[4])
-  g = jax.jit(jax.grad(lambda x, w: F.conv(x, w, padding="SAME", dilation=2, groups=2).sum(),
-                       argnums=(0, 1)))
-  y0 = jnp.zeros((1, *x.shape[1:]))
-  F.conv(y0, w, padding="SAME", dilation=2, groups=2)  # eager miss: plain path, not measured
-  assert not calls
-  g(x, w)
-  g(x, w)
-  F.conv(x, w, padding="SAME", dilation=2, groups=2)  # eager: same key, no new measurement
+  loss = lambda x, w: F.conv(x, w, padding="SAME", dilation=2, groups=2).sum()
+  jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)  # outside a train step: plain path
+  assert not calls and not _isolated_cache.exists()
+  step = jax.jit(tuning.measured(jax.grad(loss, argnums=(0, 1))))
+  step(x, w)
+  step(x, w)
+  jax.jit(tuning.measured(jax.grad(loss, argnums=1)))(x, w)  # another step, the same shape
   assert len(calls) == 1
-  stored = json.loads(_isolated_cache.read_text())["hosts"][_tuning.host_key()]
+  stored = json.loads(_isolated_cache.read_text())["hosts"][tuning.host_key()]
   assert list(stored.values())[0]["dw"] == "patches"
-  _tuning.set_mode("cached")  # another process reading the file makes the same choice
-  _tuning.set_cache_path(_isolated_cache)
+  assert tuning.report().startswith("CPU conv tuning: 1 shape measured in ")
+  assert tuning.report() is None  # said once
+  tuning._memory = None  # another process reading the file makes the same choice
   assert _conv_fast.choose(x.shape, w.shape, x.dtype, spec).dw == "patches"
 
 
-def test_a_real_measurement_under_jit_stores_timings(_isolated_cache):
-  _tuning.set_mode("on")
+def test_tracing_outside_a_train_step_measures_nothing_even_after_enable(_isolated_cache,
+                                                                          monkeypatch):
+  from jaxcnn import models
+  from jaxcnn.train import eval_step
+  from jaxcnn.train.state import create_train_state
+  import optax
+  monkeypatch.setattr(_conv_fast, "measure", lambda *a, **k: pytest.fail("measured"))
+  on(_isolated_cache)
   x, w, _ = make(CASES[2])
-  y = jax.jit(lambda x, w: F.conv(x, w))(x, w)  # measured from inside a trace
-  entry = list(json.loads(_isolated_cache.read_text())["hosts"][_tuning.host_key()].values())[0]
+  jax.jit(lambda x, w: F.conv(x, w))(x, w)
+  jax.jit(jax.grad(lambda x, w: F.conv(x, w).sum(), (0, 1)))(x, w)
+  jax.vmap(lambda x: F.conv(x[None], w))(x)
+  model = models.get_model("tutorial_cnn")
+  state = create_train_state(model, jax.random.PRNGKey(0), (1, 32, 32, 3), optax.adam(1e-3))
+  batch = {"image": jnp.zeros((4, 32, 32, 3)), "label": jnp.zeros((4,), jnp.int32)}
+  jax.jit(eval_step)(state, batch)  # evaluation: cached choices or the plain path
+  assert tuning.stats().measured == 0 and not _isolated_cache.exists()
+  assert tuning.report() is None
+
+
+def test_the_budget_stops_measuring_and_the_rest_take_the_plain_path(_isolated_cache,
+                                                                     monkeypatch):
+  calls = []
+  monkeypatch.setattr(_conv_fast, "measure", _fake_measure(calls, seconds=0.05, fwd="patches"))
+  on(_isolated_cache, budget_s=0.04)
+  x, w, _ = make(CASES[2])
+
+  def step(x, w):
+    y = F.conv(x, w)  # measured (0.05 s, past the budget): its forward is a dot_general
+    return F.conv(y, jnp.ones((3, 3, w.shape[-1], 2))).sum()  # another shape: over budget
+
+  jaxpr = str(jax.make_jaxpr(tuning.measured(step))(x, w))
+  assert len(calls) == 1
+  assert jaxpr.count("conv_general_dilated") == 1  # the second conv took the plain path
+  s = tuning.stats()
+  assert (s.measured, s.skipped) == (1, 1) and s.spent_s >= 0.05 and s.budget_s == 0.04
+  line = tuning.report()
+  assert "1 shape measured" in line
+  assert line.endswith("measuring budget (0.04 s) spent: 1 more shape takes the plain path")
+
+
+def test_a_real_measurement_inside_a_train_step_stores_timings(_isolated_cache):
+  on(_isolated_cache)
+  x, w, _ = make(CASES[2])
+  y = jax.jit(tuning.measured(lambda x, w: F.conv(x, w)))(x, w)  # measured inside a trace
+  entry = list(json.loads(_isolated_cache.read_text())["hosts"][tuning.host_key()].values())[0]
   assert {entry[p] for p in ("fwd", "dx", "dw")} <= set(_conv_fast.FORMULATIONS)
   assert set(entry["ms"]) == {"fwd", "dx", "dw"} and entry["ms"]["dw"]["xla"] > 0
-  _tuning.set_mode("off")
+  tuning.disable()
   assert_close(y, F.conv(x, w))
 
 
-def test_cached_mode_without_an_entry_and_off_mode_give_the_plain_path(monkeypatch):
+def test_off_and_a_miss_outside_a_train_step_give_the_plain_path(_isolated_cache, monkeypatch):
   monkeypatch.setattr(_conv_fast, "measure", lambda *a, **k: pytest.fail("measured"))
   x, w, spec = make(CASES[3])
-  for mode in ("cached", "off"):
-    _tuning.set_mode(mode)
-    jaxpr = str(jax.make_jaxpr(lambda x, w: F.conv(x, w, stride=(2, 1), padding=((1, 2), (0, 1))))(x, w))
-    assert "custom_jvp" not in jaxpr and jaxpr.count("conv_general_dilated") == 1
-    np.testing.assert_array_equal(
-        F.conv(x, w, stride=(2, 1), padding=((1, 2), (0, 1))), plain(x, w, spec))
+  conv = lambda x, w: F.conv(x, w, stride=(2, 1), padding=((1, 2), (0, 1)))
+  for enabled in (False, True):  # off (even inside a train step), then on without an entry
+    if enabled:
+      on(_isolated_cache)
+    with contextlib.nullcontext() if enabled else tuning.measuring():
+      jaxpr = str(jax.make_jaxpr(conv)(x, w))
+      assert "custom_jvp" not in jaxpr and jaxpr.count("conv_general_dilated") == 1
+      np.testing.assert_array_equal(conv(x, w), plain(x, w, spec))
+  assert not _isolated_cache.exists()
 
 
 def test_an_entry_for_another_host_is_not_used(_isolated_cache):
   x, w, spec = make(CASES[2])
   key = f"conv|{_conv_fast.shape_key(x.shape, w.shape, x.dtype, spec)}"
-  _isolated_cache.write_text(json.dumps({"version": _tuning.CACHE_VERSION, "hosts": {
+  _isolated_cache.write_text(json.dumps({"version": tuning.CACHE_VERSION, "hosts": {
       "cpu|another CPU|XLA_FLAGS=": {key: {"fwd": "patches", "dx": "patches", "dw": "patches"}}}}))
-  _tuning.set_cache_path(_isolated_cache)
-  _tuning.set_mode("cached")
+  on(_isolated_cache)
   assert _conv_fast.choose(x.shape, w.shape, x.dtype, spec) is None
 
 
-def test_bad_mode_is_rejected_naming_the_value(monkeypatch):
-  with pytest.raises(ValueError, match=r"tuning mode \(='fast'\) must be one of on, cached, off"):
-    _tuning.set_mode("fast")
-  monkeypatch.setenv("JAXCNN_TUNING", "sometimes")
-  with pytest.raises(ValueError, match=r"`JAXCNN_TUNING` \(='sometimes'\) must be one of"):
-    _tuning.get_mode()
+def test_the_train_step_jaxcnn_compiles_measures_and_the_loop_says_so_once(_isolated_cache,
+                                                                          monkeypatch, caplog):
+  from jaxcnn.train import fit
+  calls = []
+  monkeypatch.setattr(_conv_fast, "measure", _fake_measure(calls))
+  on(_isolated_cache)
+  rng = np.random.default_rng(0)
+  xy = (rng.standard_normal((16, 32, 32, 3)).astype(np.float32), rng.integers(0, 10, 16))
+  with caplog.at_level("INFO", logger="jaxcnn.train.loop"):
+    fit("tutorial_cnn", xy, epochs=2, batch_size=8, verbose=0)
+  assert len(calls) == 3  # the tutorial CNN's three conv shapes at batch 8, once each
+  lines = [r.getMessage() for r in caplog.records if "tuning" in r.getMessage()]
+  assert len(lines) == 1 and lines[0].startswith("CPU conv tuning: 3 shapes measured in ")
 
 
 def test_bias_add_gradient_is_a_product_and_equals_the_plain_one():
@@ -212,9 +275,8 @@ def test_tuned_conv_layer_with_bias_equals_the_plain_layer(_isolated_cache):
   _write_cache(_isolated_cache, key, {"fwd": "patches", "dx": "patches", "dw": "patches"})
   loss = lambda x, w, b: (F.relu(F.conv(x, w, b)) ** 2).sum()
   grad = jax.jit(jax.grad(loss, (0, 1, 2)))
-  _tuning.set_mode("cached")
-  tuned = grad(x, w, b)
-  _tuning.set_mode("off")
+  tuned = grad(x, w, b)  # the stored choice (enabled by _write_cache)
+  tuning.disable()
   jax.clear_caches()
   for got, want in zip(tuned, grad(x, w, b)):
     assert_close(got, want)

@@ -23,7 +23,7 @@ def test_config_loads_without_starting_jax(name):
   # XLA reads XLA_FLAGS when JAX starts: a config that started it (e.g. by asking
   # jax.default_backend() for its dtype) made the CLI's CPU flags come too late.
   code = (f"from jaxcnn.configs import {name} as m; c = m.get_config(); "
-          "from jaxcnn import xla_flags; print(xla_flags.backends_started(), c.dtype)")
+          "from jaxcnn.cpu import flags; print(flags.backends_started(), c.dtype)")
   out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
   assert out.returncode == 0, out.stderr

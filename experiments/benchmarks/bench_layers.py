@@ -6,8 +6,10 @@ and PyTorch channels-last (oneDNN); then the two max pools (forward + backward),
 layers, the Adam update of all 122,570 parameters, and the dispatch cost of a jitted call.
 All candidates of one line are timed in turns (ABAB...) in this one process; medians in ms.
 
-    python experiments/benchmarks/bench_layers.py [32,128] [wall|cpu1]
-    JAXCNN_XLA_FLAGS=0 python experiments/benchmarks/bench_layers.py   # XLA's default flags (YNNPACK on)
+    python experiments/benchmarks/bench_layers.py [32,128] [wall|cpu1] [flags|noflags]
+
+``flags`` (default): jaxcnn's XLA flags (``jaxcnn.cpu.enable``); ``noflags``: XLA's defaults
+(YNNPACK on).
 
 ``cpu1``: one thread per framework and CPU-seconds of the process instead of wall time (the work
 per call, robust to other processes' load on a shared machine; not what a user waits).
@@ -26,7 +28,11 @@ if MODE == "cpu1":
                              " --xla_cpu_multi_thread_eigen=false").strip()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import jaxcnn  # noqa: E402  (first: XLA flags before JAX starts)
+import jaxcnn.cpu  # noqa: E402
+
+if __name__ == "__main__":  # before JAX starts
+  jaxcnn.cpu.enable(flags=(sys.argv[3] if len(sys.argv) > 3 else "flags") == "flags",
+                    tuning=False, compilation_cache=False)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

@@ -9,11 +9,12 @@ after every conv, 272,474 parameters). One step = forward, backward, Adam update
 eps 1e-7) on one fixed batch of 32x32x3 float32 images; BatchNorm in training mode.
 
 Rows (``--only``):
-  jaxcnn         jaxcnn model, one jitted step with donated state, conv tuning on (as a user
-                 gets it: ``import jaxcnn`` applies the XLA CPU flags, each conv picks its
+  jaxcnn         jaxcnn model, one jitted step with donated state, as the training CLI runs it
+                 (``jaxcnn.cpu.enable()``: the XLA CPU flags, each conv picks its
                  measured-fastest exact formulation, see jaxcnn/functional/_conv_fast.py)
-  jaxcnn_ynnpack the same without jaxcnn's XLA flags (``JAXCNN_XLA_FLAGS=0``: YNNPACK on)
-  jaxcnn_plain   the same with ``JAXCNN_TUNING=off`` (plain ``lax.conv_general_dilated``)
+  jaxcnn_ynnpack the same without jaxcnn's XLA flags (``enable(flags=False)``: YNNPACK on)
+  jaxcnn_plain   the same without conv tuning (``enable(tuning=False)``: plain
+                 ``lax.conv_general_dilated``)
   torch_nchw     PyTorch eager, its default memory format, default threads
   torch_cl       PyTorch eager, ``channels_last`` (what oneDNN prefers on CPU), default threads
   keras          Keras 3 / TensorFlow at its defaults (``train_on_batch``; on CPU
@@ -53,11 +54,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 NETS = ("tutorial", "resnet20")
 ROWS = ("jaxcnn", "jaxcnn_ynnpack", "jaxcnn_plain", "torch_nchw", "torch_cl", "keras",
         "keras_xla")
-# Environment of each row's process: jaxcnn_ynnpack keeps XLA's default flags (YNNPACK on).
-# Peers get no XLA flag from jaxcnn (TensorFlow's XLA would abort on a flag it does not know).
-ROW_ENV = {"jaxcnn_plain": {"JAXCNN_TUNING": "off"}, "jaxcnn_ynnpack": {"JAXCNN_XLA_FLAGS": "0"},
-           **{r: {"JAXCNN_XLA_FLAGS": "0"} for r in ("torch_nchw", "torch_cl", "keras",
-                                                      "keras_xla")}}
+# What each jaxcnn row's process turns on (jaxcnn.cpu.enable); jaxcnn_ynnpack keeps XLA's
+# default flags (YNNPACK on). Peers get no XLA flag from jaxcnn (TensorFlow's XLA would abort on
+# a flag it does not know).
+ROW_CPU = {"jaxcnn": {}, "jaxcnn_ynnpack": {"flags": False}, "jaxcnn_plain": {"tuning": False}}
 PARAMS = {"tutorial": 122_570, "resnet20": 272_474}
 PEER_ROWS = ("torch_nchw", "torch_cl", "keras")  # the peers at their defaults
 
@@ -91,7 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
-import jaxcnn  # noqa: E402  (first: applies the XLA CPU flags before JAX starts)
+import jaxcnn.cpu  # noqa: E402
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -100,6 +100,7 @@ import optax  # noqa: E402
 
 from jaxcnn import layers as L, models  # noqa: E402
 from jaxcnn import functional as F  # noqa: E402
+from jaxcnn.cpu import flags as cpu_flags, tuning  # noqa: E402
 
 LR, EPS = 1e-3, 1e-7
 
@@ -125,7 +126,7 @@ def versions() -> str:
   return (f"Python {platform.python_version()}; jax {jax.__version__}; flax {version('flax')}; "
           f"optax {optax.__version__}; torch {version('torch')} (its default threads); keras "
           f"{version('keras')} / tensorflow {version('tensorflow-cpu')} (default threads); "
-          f"jaxcnn's XLA flags: {' '.join(jaxcnn.xla_flags.recommended_cpu_flags()) or 'none'}; "
+          f"jaxcnn's XLA flags: {' '.join(cpu_flags.recommended().flags) or 'none'}; "
           f"user XLA_FLAGS={_USER_XLA_FLAGS!r}")
 
 
@@ -183,7 +184,8 @@ class JaxRow:
       updates, opt_state = tx.update(grads, opt_state, params)
       return optax.apply_updates(params, updates), stats, opt_state, loss
 
-    self.fn = jax.jit(step, donate_argnums=(0, 1, 2))
+    # Traced inside tuning.measuring(), as jaxcnn.train compiles a train step.
+    self.fn = jax.jit(tuning.measured(step), donate_argnums=(0, 1, 2))
     self.state = (params, stats, tx.init(params))
     self.x, self.y = jnp.asarray(x), jnp.asarray(y)
     t0 = time.perf_counter()
@@ -304,6 +306,8 @@ def make_row(name: str, net: str, x, y):
 def worker(conn, name: str, net: str, b: int, warmup: int, threads: int, clock: str) -> None:
   """One row in its own process: builds it, then runs ``n`` timed steps per request."""
   now = time.process_time if clock == "cpu" else time.perf_counter
+  if name in ROW_CPU:  # before JAX's first computation
+    jaxcnn.cpu.enable(**ROW_CPU[name], verbose=False)
   if threads == 1 and name.startswith("torch"):
     import torch
     torch.set_num_threads(1)
@@ -334,8 +338,7 @@ def _spawn(name: str, net: str, b: int, args: argparse.Namespace):
   xla = _USER_XLA_FLAGS
   if args.threads == 1 and name.startswith("jaxcnn"):
     xla = (xla + " --xla_cpu_multi_thread_eigen=false").strip()
-  env = {"XLA_FLAGS": xla, "JAXCNN_XLA_FLAGS": "1", "JAXCNN_TUNING": "on",
-         **ROW_ENV.get(name, {})}
+  env = {"XLA_FLAGS": xla}
   saved = {k: os.environ.get(k) for k in env}
   os.environ.update(env)  # inherited by the spawned child, which imports jaxcnn afresh
   try:

@@ -29,13 +29,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import jaxcnn  # noqa: E402,F401  (first: jaxcnn's XLA flags before JAX starts)
+import jaxcnn.cpu  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from jaxcnn import xla_flags  # noqa: E402
+from jaxcnn.cpu import flags as cpu_flags  # noqa: E402
 
 # Lavin & Gray's F(2x2, 3x3) matrices (cross-correlation, as CNN layers compute).
 B_T = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -113,8 +113,9 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--reps", type=int, default=15, help="alternated calls per candidate")
   args = parser.parse_args(argv)
+  jaxcnn.cpu.enable(tuning=False, compilation_cache=False)  # jaxcnn's XLA flags, before JAX starts
   rng = np.random.default_rng(0)
-  print(f"host: {xla_flags.cpu_model()}, {os.cpu_count()} CPUs, jax {jax.__version__}; min over {args.reps} alternated calls, ms")
+  print(f"host: {cpu_flags.cpu_model()}, {os.cpu_count()} CPUs, jax {jax.__version__}; min over {args.reps} alternated calls, ms")
   print("| layer | x shape -> C_out, pad | max rel. error fwd / dx / dw | XLA fwd | Winograd fwd "
         "| XLA dx | Winograd dx | XLA dw | Winograd dw | Winograd / XLA, sum of 3 parts |")
   print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -6,7 +6,7 @@ tensors included, as jaxcnn keeps SpeedNet's frozen whitening kernel in ``params
 frozen BN scales are buffers-by-intent in airbench and are subtracted), whether they agree, the
 MACs per 32x32x3 image (``jaxcnn.inspect.summary``), and training images/s at batch 128 on this
 CPU: the median of ``--steps`` timed steps after one warm-up step, jaxcnn's jitted
-``train_step`` (Adam, float32) beside PyTorch eager (Adam, float32, channels_last), same
+``train_step`` (Adam, float32, ``jaxcnn.cpu.enable()`` as the training CLI does) beside PyTorch eager (Adam, float32, channels_last), same
 machine, same invocation. Without torch installed the PyTorch columns say ``n/a``.
 
 Command::
@@ -29,7 +29,9 @@ import jax
 import numpy as np
 import optax
 
+import jaxcnn.cpu
 from jaxcnn import inspect, models, shapes
+from jaxcnn.cpu import tuning
 from jaxcnn.train import create_train_state, train_step
 
 JAX_NAME = {"wide_resnet_16_4": ("wide_resnet", {"depth": 16, "widen_factor": 4})}
@@ -46,7 +48,7 @@ def jax_images_per_s(model, batch_size, steps):
            "label": rng.integers(0, 10, batch_size).astype(np.int32)}
   batch = jax.device_put(batch)
   state = create_train_state(model, jax.random.PRNGKey(0), (1, 32, 32, 3), optax.adam(1e-3))
-  step = jax.jit(train_step, donate_argnums=0)
+  step = jax.jit(tuning.measured(train_step), donate_argnums=0)  # as jaxcnn.train compiles it
   state, m = step(state, batch)
   jax.block_until_ready(m)
   times = []
@@ -99,6 +101,8 @@ def main(argv=None):
     torch.set_num_threads(max(1, torch.get_num_threads()))
   except ImportError:
     torch = torch_zoo = None
+  if not args.no_speed:
+    jaxcnn.cpu.enable()  # what the training CLI turns on, before JAX starts
   names = args.models or [
       "lenet5", "alexnet_cifar", "vgg11", "vgg16", "resnet20", "resnet56", "resnet18",
       "preact_resnet18", "wide_resnet_16_4", "resnet9", "bn_cnn", "speednet"]

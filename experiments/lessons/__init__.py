@@ -8,7 +8,9 @@ A lesson is a module ``experiments/lessons/<name>.py`` (not starting with ``_``)
 
 * a module docstring: the lesson it reproduces, the command, hardware, run time and what it
   prints, as measured;
-* ``TITLE = "..."`` (one line) and optionally ``LESSON = <course lesson number>`` (sort order);
+* ``TITLE = "..."`` (one line) and optionally ``LESSON = <course lesson number>`` (sort order)
+  and ``TRAINS = True`` when it trains a network (the runner and its notebook then call
+  ``jaxcnn.cpu.enable()`` first);
 * ``run(out: pathlib.Path, *, quick=False, image_folder=None, seed=0) -> dict`` that prints its
   results, writes PNG figures into ``out`` and returns
   ``{"figures": [(filename, caption), ...], "results": {name: number or short text, ...}}``.

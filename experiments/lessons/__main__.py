@@ -15,7 +15,7 @@ import pathlib
 import sys
 import time
 
-from jaxcnn import xla_flags
+import jaxcnn.cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,12 +33,6 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
 
-  # Same CPU tuning as the training CLI, before JAX compiles anything (in a process where JAX
-  # already runs, e.g. called from a notebook, the flags cannot apply any more: carry on).
-  try:
-    xla_flags.apply_recommended_cpu_flags()
-  except RuntimeError:
-    pass
   from experiments.lessons import discover, run_lesson  # pylint: disable=g-import-not-at-top
 
   lessons = discover()
@@ -55,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"error: unknown lesson {unknown[0]!r}; known lessons: {', '.join(lessons)}",
           file=sys.stderr)
     return 2
+  if any(getattr(lessons[n], "TRAINS", False) for n in names):
+    jaxcnn.cpu.enable()  # as the training CLI does; importing the lessons started no JAX
   out = pathlib.Path(args.out).expanduser()
   rows, start = [], time.perf_counter()
   for name in names:

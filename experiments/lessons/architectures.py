@@ -63,6 +63,7 @@ from jaxcnn import inspect, models
 from jaxcnn.train import create_train_state, eval_step, train_step
 
 TITLE = "Architectures: parameters, compute and accuracy on one CPU budget"
+TRAINS = True
 
 BUDGET_S = 180.0  # seconds of training per model in the full run
 BATCH_SIZE = 128

@@ -51,6 +51,7 @@ from jaxcnn.models import get_model
 
 TITLE = "Augmentation and invariance: the CIFAR-10 CNN with and without crop+flip"
 LESSON = 8
+TRAINS = True
 CLASSES = _common.CIFAR10_CLASSES
 SPLITS = {"train": "train[:10000]", "validation": "train[45000:]"}
 AUGMENT = (("crop", {"padding": 4}), ("flip", {}))

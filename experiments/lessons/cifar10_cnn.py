@@ -53,6 +53,7 @@ from jaxcnn.models import get_model
 
 TITLE = "The CIFAR-10 CNN: the TensorFlow tutorial's net trained, curves, 'I think this is a ...'"
 LESSON = 5
+TRAINS = True
 CLASSES = _common.CIFAR10_CLASSES
 MODEL = "tutorial_cnn_512"
 

@@ -39,6 +39,7 @@ from jaxcnn.train import Callback, fit
 
 TITLE = "Features during training: filters, feature maps and dead ReLUs, epoch by epoch"
 LESSON = 11
+TRAINS = True
 CLASSES = _common.CIFAR10_CLASSES
 SPLITS = {"train": "train[:10000]", "validation": "train[45000:]"}
 N_FILTERS = 16

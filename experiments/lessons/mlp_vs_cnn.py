@@ -35,6 +35,7 @@ from jaxcnn.models import get_model
 
 TITLE = "MLP vs CNN on MNIST: parameters, accuracy, and accuracy as the digits shift"
 LESSON = 7
+TRAINS = True
 SPLITS = {"train": "train[:48000]", "validation": "train[48000:54000]", "test": "train[54000:]"}
 NETS = {"MLP": "mlp", "CNN": "tutorial_cnn"}
 SHIFTS = tuple(range(9))

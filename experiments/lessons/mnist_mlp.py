@@ -42,6 +42,7 @@ from jaxcnn.train import Callback, SaveBest, evaluate, fit, predict
 
 TITLE = "MNIST MLP: validation split, save the best model, test accuracy per class"
 LESSON = 6
+TRAINS = True
 SPLITS = {"train": "train[:48000]", "validation": "train[48000:54000]", "test": "train[54000:]"}
 
 

@@ -57,6 +57,7 @@ LESSON = 1
 PHOTO_HW = (250, 140)  # (H // 2) * (W // 2) = 8750, the notebook's nn.Linear(8750, 4)
 N_KERNELS = 5          # the notebook's n = 5
 CMAP = "bwr"           # the notebook's cmap
+TRAINS = True
 
 
 def _stage(name: str, x, width: int = 16) -> str:

@@ -44,6 +44,7 @@ from jaxcnn.models import get_model
 
 TITLE = "Stride, padding, 1x1 convs and global pooling: shapes, parameters and accuracy"
 LESSON = 9
+TRAINS = True
 
 
 def nets() -> dict:

@@ -39,6 +39,7 @@ from jaxcnn import inspect, plots
 
 TITLE = "What a CNN learned: activation maximisation, saliency, Grad-CAM, occlusion"
 LESSON = 10
+TRAINS = True
 CLASSES = _common.CIFAR10_CLASSES
 
 

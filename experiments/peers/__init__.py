@@ -138,8 +138,8 @@ def load_train_val(args: argparse.Namespace) -> tuple[dict, dict, dict[str, Any]
 
 def machine_info() -> dict[str, Any]:
   """What ran the benchmark: CPU model, cores, Python and numpy versions, the command line."""
-  from jaxcnn import xla_flags  # pylint: disable=g-import-not-at-top  (jax-free)
-  cpu = xla_flags.cpu_model()
+  from jaxcnn.cpu import flags as cpu_flags  # pylint: disable=g-import-not-at-top  (jax-free)
+  cpu = cpu_flags.cpu_model()
   flags: list[str] = []
   try:
     with open('/proc/cpuinfo') as f:

@@ -21,8 +21,6 @@ import time
 
 os.environ.setdefault('KERAS_BACKEND', 'tensorflow')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-# jaxcnn (which reads the data) must not add its XLA CPU flags: TensorFlow's XLA would abort.
-os.environ.setdefault('JAXCNN_XLA_FLAGS', '0')
 
 from experiments import peers  # noqa: E402
 

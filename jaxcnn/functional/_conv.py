@@ -124,12 +124,11 @@ def conv(
   _, s, d, pads, _ = _resolve(x.shape, w.shape[:n], stride, padding, dilation)
   dtype = jnp.result_type(x, w)
   x, w = x.astype(dtype), w.astype(dtype)
-  # On CPU each part (forward, input gradient, kernel gradient) may use a faster exact
-  # formulation, measured once per shape and cached (jaxcnn._tuning; JAXCNN_TUNING=off: never).
+  # After jaxcnn.cpu.enable(), on CPU each part (forward, input gradient, kernel gradient) may
+  # use a faster exact formulation, measured once per shape and cached (jaxcnn.cpu.tuning).
   spec = _conv_fast.ConvSpec(n, tuple(s), tuple(tuple(p) for p in pads), tuple(d), groups,
                              tuple(precision) if isinstance(precision, list) else precision)
-  traced = isinstance(x, jax.core.Tracer) or isinstance(w, jax.core.Tracer)
-  tuned = _conv_fast.choose(x.shape, w.shape, dtype, spec, traced=traced)
+  tuned = _conv_fast.choose(x.shape, w.shape, dtype, spec)
   if tuned is not None:
     y = _conv_fast.conv_tuned(x, w, tuned)
     return y if b is None else _conv_fast.bias_add(y, jnp.asarray(b).astype(y.dtype))

@@ -1,11 +1,13 @@
 """A convolution whose forward pass, input gradient and kernel gradient each use the fastest
-exact formulation for their shape on this host (CPU), measured once and cached.
+exact formulation for their shape on this host (CPU), measured once and cached, after
+:func:`jaxcnn.cpu.enable`.
 
 Why: XLA CPU computes every part of a conv layer as a convolution, but a kernel gradient is a
 convolution whose window is the whole feature map, and that is where XLA CPU (with or without
 YNNPACK) is slowest; im2col + one matrix product (``patches(x)^T @ dy``) is the same sum in
 another order, and often faster. Which one wins depends on the shape, the CPU and the XLA
-flags, so it is measured rather than guessed (:mod:`jaxcnn._tuning`).
+flags, so it is measured rather than guessed (:mod:`jaxcnn.cpu.tuning`: only while a training
+step is compiled, within a time budget; before ``jaxcnn.cpu.enable()`` never).
 
 Formulations (each a bilinear function ``f(x, w)`` with the same value):
 
@@ -30,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxcnn import _checks, _tuning
+from jaxcnn import _checks
+from jaxcnn.cpu import tuning
 
 FORMULATIONS = ("xla", "patches")
 PARTS = ("fwd", "dx", "dw")
@@ -148,34 +151,27 @@ def measure(x_shape, w_shape, dtype, spec: ConvSpec, budget_s: float = 0.3) -> d
         cands[name] = lambda fn=fn: fn(x, w, g)
     # The minimum over turns: other processes' load only ever adds time, so on a shared machine
     # the fastest of several alternated calls is the steadiest estimate of a formulation's cost.
-    t = _tuning.time_candidates(cands, budget_s=budget_s, min_reps=5, stat=min)
+    t = tuning.time_candidates(cands, budget_s=budget_s, min_reps=5, stat=min)
     best = min(t, key=t.get)
     entry[part] = best if t[best] < MARGIN * t["xla"] else "xla"
     entry["ms"][part] = {k: round(v * 1e3, 4) for k, v in t.items()}
   return entry
 
 
-def choose(x_shape, w_shape, dtype, spec: ConvSpec, traced: bool = True) -> ConvSpec | None:
+def choose(x_shape, w_shape, dtype, spec: ConvSpec) -> ConvSpec | None:
   """The spec with its formulations chosen, or ``None`` for the plain path.
 
-  ``None`` when tuning is ``'off'``, the backend is not the CPU, or the cache has no entry for
-  this shape and either the mode is ``'cached'`` or the call is eager (``traced=False``). A cached entry is used as it is: deterministic given the
-  cache.
+  ``None`` when tuning is off (before ``jaxcnn.cpu.enable()``), the backend is not the CPU, or
+  the cache has no entry for this shape and it cannot be measured now (outside a training
+  step's trace, or past the measuring budget; see :func:`jaxcnn.cpu.tuning.choice`). A cached
+  entry is used as it is: deterministic given the cache.
   """
-  mode = _tuning.get_mode()
-  if mode == "off" or jax.default_backend() != "cpu":
+  if not tuning.is_enabled() or jax.default_backend() != "cpu":
     return None
-  key = shape_key(x_shape, w_shape, dtype, spec)
-  entry = _tuning.lookup(OP, key)
-  if entry is None:
-    # Measure only for a traced call (jit, grad, vmap): that is the compiled training path;
-    # an eager call (e.g. a model's init on a batch of one) takes the plain path instead.
-    if mode == "cached" or not traced:
-      return None
-    entry = _tuning.run_outside_trace(lambda: measure(x_shape, w_shape, dtype, spec))
-    _tuning.store(OP, key, entry)
-  if not all(entry.get(p) in _FORMS for p in PARTS):
-    return None  # an entry written by another version: ignore it
+  entry = tuning.choice(OP, shape_key(x_shape, w_shape, dtype, spec),
+                        lambda: measure(x_shape, w_shape, dtype, spec))
+  if entry is None or not all(entry.get(p) in _FORMS for p in PARTS):
+    return None  # nothing stored, or an entry written by another version: ignore it
   return spec.with_choice(entry)
 
 

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcnn import metrics as metrics_lib
+from jaxcnn.cpu import tuning as cpu_tuning
 from jaxcnn.train import average
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
@@ -254,6 +255,9 @@ def train_epoch(engine: Engine, state: Any, ls: LoopState, epoch: int,
       jax.block_until_ready(m)
       t_timed = time.perf_counter()
       engine.compile_seconds = first_step_seconds = t_timed - t0
+      tuned = cpu_tuning.report()  # what the first step's trace measured (jaxcnn.cpu.enable)
+      if tuned:
+        engine.say(tuned)
       t_log, steps_at_log = time.perf_counter(), steps_run
     if bar is not None:
       bar.update(1)

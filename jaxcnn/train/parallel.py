@@ -33,6 +33,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxcnn import _checks
+from jaxcnn.cpu import tuning as cpu_tuning
 from jaxcnn.train.steps import AXIS_NAME
 
 MODES = ("none", "pmap", "mesh")
@@ -150,8 +151,9 @@ class Parallel:
   # -- compilation -------------------------------------------------------------------------
   def compile_train(self, step_fn: Callable[..., Any], **static: Any) -> Callable[..., Any]:
     """``step_fn(state, batch, *, axis_name, **static)`` compiled for this mode, the state
-    donated (see :func:`donate_state`)."""
+    donated (see :func:`donate_state`), traced inside :func:`jaxcnn.cpu.tuning.measuring`."""
     donate = donate_state(self.local_devices[0].platform)
+    step_fn = cpu_tuning.measured(step_fn)  # its trace may measure conv formulations
     if self.mode == "pmap":
       return jax.pmap(functools.partial(step_fn, axis_name=AXIS_NAME, **static),
                       axis_name=AXIS_NAME, donate_argnums=donate)
