@@ -309,8 +309,7 @@ PHRASES = ("must be an int", "must be divisible by", "must be a float", "must be
            "must be a non-negative", "; known: ", "(rank ")
 
 # Raises that keep their own wording, each with its reason; anything else is a copy of a check
-# in jaxcnn._checks and should call it. jaxcnn/train/loop.py and jaxcnn/_tuning.py are listed
-# until their config validation moves onto jaxcnn._checks: then their entries go.
+# in jaxcnn._checks and should call it.
 OWN_WORDING = {
     # a dtype-like (jnp.float16, np.dtype, 'float16') is named by its dtype, with the float16 fix
     ("models/_registry.py", "must be one of"): 1,
@@ -326,7 +325,6 @@ OWN_WORDING = {
     ("functional/_conv.py", "(rank "): 1,
     # a config file's own variant argument, before any config exists
     ("configs/speedrun.py", "; known: "): 1,
-    ("_tuning.py", "must be one of"): 2,
 }
 
 

@@ -182,8 +182,9 @@ def test_onednn_is_activated_when_installed_and_named_when_asked_for_but_missing
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"flags": "yes"}, r"`flags` \(='yes'\) must be True or False"),
-    ({"onednn": "maybe"}, r"`onednn` \(='maybe'\) must be True, False or 'auto'"),
-    ({"tuning_budget_s": -1}, r"`tuning_budget_s` \(=-1\) must be a number of seconds >= 0"),
+    ({"onednn": "maybe"}, r"unknown `onednn` \(='maybe'\); known: True, False, 'auto'"),
+    ({"onednn": 1}, r"unknown `onednn` \(=1\); known: True, False, 'auto'"),
+    ({"tuning_budget_s": -1}, r"`tuning_budget_s` \(=-1\) must be a number >= 0; seconds"),
 ])
 def test_bad_arguments_are_refused_naming_the_value_before_anything_changes(kwargs, message):
   with pytest.raises(ValueError, match=message):

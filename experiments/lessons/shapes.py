@@ -5,12 +5,10 @@ notebooks' nets, answered by code.
     python -m experiments.lessons shapes [--quick]
 
 No data, no training; quick and full runs are the same: every shape comes from
-``jax.eval_shape`` (seconds on a 2-core CPU; the first run on a machine where jaxcnn's CPU
-tuning is on, its default, also times each new convolution shape once, about half a minute of
-CPU). It prints and checks:
+``jax.eval_shape`` (nothing is computed). It prints and checks:
 
 * the notes' formulas, in their notation: the output size ``((W_in - F + 2P) / S) + 1``
-  against the output width of XLA's convolution (what jaxcnn's ``conv`` lowers to) over a sweep
+  against the output width of ``jaxcnn.functional.conv`` over a sweep
   (W_in 5..16, F 1/3/5, P 0..2, S 1..3: 324 cases where the window fits, flooring as the layers
   do), and the parameter count ``(K * F*F * D_in) + K`` against a ``jaxcnn.layers.Conv``'s (24
   cases);
@@ -42,9 +40,9 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from experiments.lessons import _common
+from jaxcnn import functional as F
 from jaxcnn import layers as L
 from jaxcnn import inspect, plots, shapes
 from jaxcnn.models import get_model
@@ -82,16 +80,13 @@ def formulas(results: dict) -> None:
           if w - f + 2 * p < 0:
             continue
           want = (w - f + 2 * p) // s + 1            # ((W_in - F + 2P) / S) + 1, floored
-          # XLA's convolution itself (what jaxcnn's conv lowers to), traced abstractly.
-          y = jax.eval_shape(
-              lambda x, k, s=s, p=p: lax.conv_general_dilated(
-                  x, k, (s,), [(p, p)], dimension_numbers=("NWC", "WIO", "NWC")),
-              jax.ShapeDtypeStruct((1, w, 1), jnp.float32),
-              jax.ShapeDtypeStruct((f, 1, 2), jnp.float32))
+          y = jax.eval_shape(lambda x, k, s=s, p=p: F.conv(x, k, stride=s, padding=p),
+                             jax.ShapeDtypeStruct((1, w, 1), jnp.float32),
+                             jax.ShapeDtypeStruct((f, 1, 2), jnp.float32))
           assert y.shape[1] == want, (w, f, p, s, y.shape, want)
           checked += 1
-  print(f"output size ((W_in - F + 2P) / S) + 1 (floored) equals XLA's convolution's output "
-        f"width in all {checked} cases (W_in 5..16, F 1/3/5, P 0..2, S 1..3)")
+  print(f"output size ((W_in - F + 2P) / S) + 1 (floored) equals jaxcnn.functional.conv's "
+        f"output width in all {checked} cases (W_in 5..16, F 1/3/5, P 0..2, S 1..3)")
   params = 0
   for k in (4, 32):
     for f in (1, 3, 5):

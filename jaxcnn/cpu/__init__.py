@@ -34,6 +34,7 @@ import os
 import pathlib
 import pkgutil
 
+from jaxcnn import _checks
 from jaxcnn.cpu import flags as flags_lib
 from jaxcnn.cpu import tuning as tuning_lib
 
@@ -77,11 +78,6 @@ class Status:
 
 
 _status: Status | None = None  # the last enable()'s record
-
-
-def _check_bool(value, name: str) -> None:
-  if not isinstance(value, bool):
-    raise ValueError(f"`{name}` (={value!r}) must be True or False")
 
 
 def _platform() -> str:
@@ -171,12 +167,10 @@ def enable(*, flags: bool = True, tuning: bool = True, compilation_cache: bool =
   global _status
   for value, name in ((flags, "flags"), (tuning, "tuning"),
                       (compilation_cache, "compilation_cache"), (verbose, "verbose")):
-    _check_bool(value, name)
-  if not any(onednn is m for m in ONEDNN_MODES):
-    raise ValueError(f"`onednn` (={onednn!r}) must be True, False or 'auto'")
-  if (isinstance(tuning_budget_s, bool) or not isinstance(tuning_budget_s, (int, float))
-      or not tuning_budget_s >= 0):
-    raise ValueError(f"`tuning_budget_s` (={tuning_budget_s!r}) must be a number of seconds >= 0")
+    _checks.boolean(value, name)
+  if not (isinstance(onednn, bool) or onednn == "auto"):  # 1 == True: compare types first
+    _checks.choice(onednn, "onednn", ("True", "False", "'auto'"))
+  tuning_budget_s = _checks.number(tuning_budget_s, "tuning_budget_s", 0.0, fix="seconds")
   root = tuning_lib.default_cache_dir() if cache_dir is None else pathlib.Path(cache_dir)
   root = root.expanduser()
   previous = _status or Status(platform="")
