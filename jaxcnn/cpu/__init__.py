@@ -1,0 +1,1 @@
+"""CPU acceleration that a user turns on explicitly (nothing here runs at import)."""
