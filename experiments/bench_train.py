@@ -14,6 +14,9 @@ Rows (``--only``):
                  measured-fastest exact formulation, see jaxcnn/functional/_conv_fast.py)
   jaxcnn_ynnpack the same without jaxcnn's XLA flags (``JAXCNN_XLA_FLAGS=0``: YNNPACK on)
   jaxcnn_plain   the same with ``JAXCNN_TUNING=off`` (plain ``lax.conv_general_dilated``)
+  jaxcnn_onednn  the ``jaxcnn`` row with the oneDNN CPU extension active
+                 (``jaxcnn.cpu.onednn.activate()``: 2-D convolutions with fused bias and
+                 activation on oneDNN; needs ``pip install 'jaxcnn[onednn]'`` and g++)
   torch_nchw     PyTorch eager, its default memory format, default threads
   torch_cl       PyTorch eager, ``channels_last`` (what oneDNN prefers on CPU), default threads
   keras          Keras 3 / TensorFlow at its defaults (``train_on_batch``; on CPU
@@ -51,8 +54,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 NETS = ("tutorial", "resnet20")
-ROWS = ("jaxcnn", "jaxcnn_ynnpack", "jaxcnn_plain", "torch_nchw", "torch_cl", "keras",
-        "keras_xla")
+ROWS = ("jaxcnn", "jaxcnn_ynnpack", "jaxcnn_plain", "jaxcnn_onednn", "torch_nchw", "torch_cl",
+        "keras", "keras_xla")
 # Environment of each row's process: jaxcnn_ynnpack keeps XLA's default flags (YNNPACK on).
 # Peers get no XLA flag from jaxcnn (TensorFlow's XLA would abort on a flag it does not know).
 ROW_ENV = {"jaxcnn_plain": {"JAXCNN_TUNING": "off"}, "jaxcnn_ynnpack": {"JAXCNN_XLA_FLAGS": "0"},
@@ -311,6 +314,9 @@ def worker(conn, name: str, net: str, b: int, warmup: int, threads: int, clock: 
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+  if name == "jaxcnn_onednn":
+    from jaxcnn.cpu import onednn
+    onednn.activate()  # before the row's step is traced: the backend is read at trace time
   x, y = batch(b)
   row = make_row(name, net, x, y)
   for _ in range(warmup):
@@ -357,6 +363,12 @@ def main(args: argparse.Namespace) -> None:
   print("command: python " + " ".join(sys.argv))
   print(host_info())
   print(versions())
+  if "jaxcnn_onednn" in args.only:
+    from jaxcnn.cpu import onednn
+    ok, why = onednn.available()
+    if not ok:
+      print(f"row jaxcnn_onednn left out: {why}")
+      args.only.remove("jaxcnn_onednn")
   print(f"threads: {'one per framework' if args.threads == 1 else 'each framework default'}; "
         f"clock: {'CPU-seconds of the row process (work, not wait)' if args.clock == 'cpu' else 'wall'}")
   for net in args.nets:

@@ -184,4 +184,8 @@ def load(path: pathlib.Path) -> ctypes.CDLL:
       ctypes.c_float, ctypes.c_float, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
   lib.jaxcnn_onednn_query.restype = ctypes.c_int
   lib.jaxcnn_onednn_stats.argtypes = [ctypes.POINTER(ctypes.c_int64)]
+  lib.jaxcnn_onednn_set_max_threads.argtypes = [ctypes.c_int]
+  lib.jaxcnn_onednn_set_max_threads.restype = ctypes.c_int
+  lib.jaxcnn_onednn_set_threading.argtypes = [ctypes.c_int]
+  lib.jaxcnn_onednn_set_threading.restype = ctypes.c_int
   return lib

@@ -174,7 +174,10 @@ def _partitioned(fn: Callable, kind: str) -> Callable:
         return lax.psum(dw, axes), lax.psum(db, axes)
     return mesh, lower, out, args
 
-  factors = sorted(set(rule.replace(",", " ").replace("->", " ").split()) - {"b"})
+  # Every factor but the batch is replicated; in order of first appearance (Shardy wants the
+  # special factors' indices sorted).
+  factors = list(dict.fromkeys(rule.replace(",", " ").replace("->", " ").split()))
+  factors.remove("b")
   op.def_partition(partition=partition, infer_sharding_from_operands=infer, sharding_rule=rule,
                    need_replication_factors=tuple(factors),
                    reduction_factors=("b",) if kind == "bwd_weights" else ())
@@ -337,9 +340,10 @@ class Runtime:
     return self._supported[key]
 
   def stats(self) -> dict[str, int]:
-    out = (ctypes.c_int64 * 4)()
+    out = (ctypes.c_int64 * 7)()
     self.lib.jaxcnn_onednn_stats(out)
-    return dict(zip(("primitives_created", "calls", "chunks", "primitives_cached"), out))
+    return dict(zip(("primitives_created", "calls", "chunks", "primitives_cached",
+                     "cpu_ns_fwd", "cpu_ns_bwd_data", "cpu_ns_bwd_weights"), out))
 
 
 def make_conv(runtime: Runtime) -> Callable:

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <memory>
@@ -152,7 +153,14 @@ struct Entry {
 
 struct Stats {
   std::atomic<int64_t> created{0}, calls{0}, chunks{0};
+  std::atomic<int64_t> cpu_ns[3] = {{0}, {0}, {0}};  // thread CPU time in the chunks, per kind
 } g_stats;
+
+int64_t ThreadCpuNs() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
 
 std::mutex g_cache_mu;
 std::map<std::string, std::shared_ptr<const Entry>> g_cache;
@@ -286,10 +294,14 @@ struct Plan {
   int nthr = 1;
 };
 
+// 0: the batch split over XLA's pool (the default); 1: one chunk with oneDNN's own OpenMP
+// threads (for comparison).
+std::atomic<int> g_threading{0};
+
 Plan MakePlan(int64_t n, int64_t pool_threads) {
   Plan p;
   int64_t t = std::max<int64_t>(1, pool_threads);
-  if (t == 1 || n < t) {
+  if (t == 1 || n < t || g_threading.load() == 1) {
     p.starts = {0};
     p.sizes = {n};
     p.nthr = static_cast<int>(t);
@@ -335,9 +347,15 @@ struct ParallelState {
   }
 };
 
-std::string ParallelFor(ffi::ThreadPool& pool, int64_t n, std::function<void(int64_t)> fn) {
+std::string ParallelFor(ffi::ThreadPool& pool, int kind, int64_t n,
+                        std::function<void(int64_t)> fn) {
   auto st = std::make_shared<ParallelState>(n);
-  st->fn = std::move(fn);
+  st->fn = [kind, fn = std::move(fn)](int64_t i) {
+    int64_t t0 = ThreadCpuNs();
+    fn(i);
+    g_stats.chunks++;
+    g_stats.cpu_ns[kind] += ThreadCpuNs() - t0;
+  };
   for (int64_t i = 1; i < n; ++i) pool.Schedule([st] { st->Work(); });
   st->Work();
   std::unique_lock<std::mutex> lock(st->mu);
@@ -346,7 +364,14 @@ std::string ParallelFor(ffi::ThreadPool& pool, int64_t n, std::function<void(int
   return st->error;
 }
 
-int64_t PoolThreads(ffi::ThreadPool& pool) { return std::max<int64_t>(1, pool.num_threads()); }
+// At most this many threads per call (0: as many as XLA's pool has).
+std::atomic<int> g_max_threads{0};
+
+int64_t PoolThreads(ffi::ThreadPool& pool) {
+  int64_t n = std::max<int64_t>(1, pool.num_threads());
+  int cap = g_max_threads.load();
+  return cap > 0 ? std::min<int64_t>(n, cap) : n;
+}
 
 // ---------------------------------------------------------------------------- helpers
 ffi::Error Fail(const std::string& what) {
@@ -447,7 +472,7 @@ ffi::Error ConvFwd(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer w, ffi
     char* xp = static_cast<char*>(x.untyped_data());
     char* yp = static_cast<char*>(y->untyped_data());
     size_t xs = g.h * g.w * g.c * Bytes(dtype), ys = g.oh * g.ow * g.oc * Bytes(dtype);
-    err = ParallelFor(pool, c.plan.sizes.size(), [&](int64_t i) {
+    err = ParallelFor(pool, kFwd, c.plan.sizes.size(), [&](int64_t i) {
       const Entry& e = *c.entries[i];
       int64_t s = c.plan.starts[i], m = c.plan.sizes[i];
       std::unordered_map<int, memory> args{
@@ -458,7 +483,6 @@ ffi::Error ConvFwd(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer w, ffi
         args.emplace(DNNL_ARG_BIAS, memory(memory::desc({g.oc}, dt, memory::format_tag::a),
                                            Engine(), b.untyped_data()));
       Execute(e, c.plan.nthr, std::move(args));
-      g_stats.chunks++;
     });
   } catch (const dnnl::error& e) {
     return Fail(std::string("oneDNN: ") + e.what());
@@ -497,7 +521,7 @@ ffi::Error ConvBwdData(ffi::ThreadPool pool, ffi::AnyBuffer dy, ffi::AnyBuffer w
     char* dyp = static_cast<char*>(dy.untyped_data());
     char* dxp = static_cast<char*>(dx->untyped_data());
     size_t xs = g.h * g.w * g.c * Bytes(dtype), ys = g.oh * g.ow * g.oc * Bytes(dtype);
-    err = ParallelFor(pool, c.plan.sizes.size(), [&](int64_t i) {
+    err = ParallelFor(pool, kBwdData, c.plan.sizes.size(), [&](int64_t i) {
       const Entry& e = *c.entries[i];
       int64_t s = c.plan.starts[i], m = c.plan.sizes[i];
       Execute(e, c.plan.nthr,
@@ -506,7 +530,6 @@ ffi::Error ConvBwdData(ffi::ThreadPool pool, ffi::AnyBuffer dy, ffi::AnyBuffer w
                {DNNL_ARG_WEIGHTS, memory(e.weights, Engine(), wp[i])},
                {DNNL_ARG_DIFF_SRC,
                 memory(ActDesc(m, g.c, g.h, g.w, dt), Engine(), dxp + s * xs)}});
-      g_stats.chunks++;
     });
   } catch (const dnnl::error& e) {
     return Fail(std::string("oneDNN: ") + e.what());
@@ -549,7 +572,7 @@ ffi::Error ConvBwdWeights(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer
     char* xp = static_cast<char*>(x.untyped_data());
     char* dyp = static_cast<char*>(dy.untyped_data());
     size_t xs = g.h * g.w * g.c * Bytes(dtype), ys = g.oh * g.ow * g.oc * Bytes(dtype);
-    err = ParallelFor(pool, k, [&](int64_t i) {
+    err = ParallelFor(pool, kBwdWeights, k, [&](int64_t i) {
       const Entry& e = *c.entries[i];
       int64_t s = c.plan.starts[i], m = c.plan.sizes[i];
       float* pw = partial + i * (wsize + g.oc);
@@ -565,7 +588,6 @@ ffi::Error ConvBwdWeights(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer
                {DNNL_ARG_DIFF_BIAS,
                 memory(memory::desc({g.oc}, f32, memory::format_tag::a), Engine(), pb)}});
       if (!direct) Reorder(e.weights, dst, user_f32, pw);
-      g_stats.chunks++;
     });
     if (!err.empty()) return Fail(err);
     // Sum the chunks' partial gradients (chunk order: deterministic for a given thread count).
@@ -677,13 +699,24 @@ int jaxcnn_onednn_query(int kind, int dtype, int64_t n,
   return 1;
 }
 
-// {primitives created, calls executed, chunks executed, primitives cached}.
+// Caps the threads of each call (0: XLA's pool size); returns the previous cap.
+int jaxcnn_onednn_set_max_threads(int n) { return g_max_threads.exchange(n < 0 ? 0 : n); }
+
+// 0: split the batch over XLA's pool, single-threaded oneDNN per chunk (the default); 1: one
+// chunk per call with oneDNN's OpenMP threads. Returns the previous mode.
+int jaxcnn_onednn_set_threading(int mode) { return g_threading.exchange(mode == 1 ? 1 : 0); }
+
+// {primitives created, calls executed, chunks executed, primitives cached, thread CPU ns in the
+// chunks of forward, input-gradient and kernel-gradient calls}.
 void jaxcnn_onednn_stats(int64_t* out) {
   out[0] = g_stats.created.load();
   out[1] = g_stats.calls.load();
   out[2] = g_stats.chunks.load();
-  std::lock_guard<std::mutex> lock(g_cache_mu);
-  out[3] = static_cast<int64_t>(g_cache.size());
+  {
+    std::lock_guard<std::mutex> lock(g_cache_mu);
+    out[3] = static_cast<int64_t>(g_cache.size());
+  }
+  for (int k = 0; k < 3; ++k) out[4 + k] = g_stats.cpu_ns[k].load();
 }
 
 }  // extern "C"
