@@ -14,8 +14,11 @@ and the activation (``relu``, ``leaky_relu``, ``elu``, ``sigmoid``, ``tanh``, ``
 or as the ``jaxcnn.functional`` function) as oneDNN post-ops; the input gradient and the kernel
 gradient with the bias gradient are oneDNN's backward primitives. Everything else takes the XLA
 path unchanged: 1-D and 3-D convolutions, other dtypes, other backends, geometries for which
-oneDNN has only its reference kernel. Values equal the XLA path to float32 rounding (summation
-order), not bit for bit.
+oneDNN has only its reference kernel, and calls that pass an explicit ``precision``. Values
+equal the XLA path to float32 rounding (summation order), not bit for bit.
+
+The backend is chosen when a function is traced: :func:`activate` before ``jax.jit`` traces a
+step (a function compiled before keeps the path it was compiled with).
 
 Transformations: ``jit``, ``grad``/``vjp``, ``vmap`` (see :mod:`._ops`), ``pmap`` and
 ``jit`` over a ``Mesh`` with the batch sharded (each device convolves its own examples). The
@@ -61,7 +64,7 @@ def available() -> tuple[bool, str]:
     onednn = _build.find_onednn()
     path, exists = _build.library_path()
     if exists:
-      return True, f"oneDNN {onednn['version']}, built library {path}"
+      return True, f"oneDNN {onednn['version']}, built: {path}"
     _, compiler = _build.find_compiler()
     return True, f"oneDNN {onednn['version']}, to be compiled with {compiler}"
   except Unavailable as e:

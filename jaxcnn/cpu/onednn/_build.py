@@ -18,6 +18,7 @@ import importlib.metadata
 import os
 import pathlib
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -52,7 +53,8 @@ def _wheel_file(dist_name: str, suffix: str) -> pathlib.Path | None:
 
 
 def find_onednn() -> dict[str, Any]:
-  """``{'version', 'include', 'library'}`` of the installed oneDNN wheels; raises
+  """``{'version', 'wheel', 'include', 'library'}`` of the installed oneDNN wheels (the
+  library's version, e.g. ``'3.2.0'``, and the wheel's, e.g. ``'2023.2.0'``); raises
   :class:`Unavailable` when they are missing."""
   lib = _wheel_file(WHEEL, "lib/libdnnl.so.3")
   header = _wheel_file(DEVEL_WHEEL, "include/oneapi/dnnl/dnnl.hpp")
@@ -60,8 +62,12 @@ def find_onednn() -> dict[str, Any]:
   if missing:
     raise Unavailable(f"the oneDNN wheels are not installed ({', '.join(missing)} missing): "
                       f"{INSTALL_HINT}")
-  return {"version": importlib.metadata.version(WHEEL), "include": header.parents[2],
-          "library": lib}
+  text = (header.parent / "dnnl_version.h").read_text(errors="replace")
+  parts = [re.search(rf"#define DNNL_VERSION_{p}\s+(\d+)", text) for p in ("MAJOR", "MINOR",
+                                                                         "PATCH")]
+  version = ".".join(m.group(1) for m in parts) if all(parts) else "?"
+  return {"version": version, "wheel": importlib.metadata.version(WHEEL),
+          "include": header.parents[2], "library": lib}
 
 
 def find_compiler(compiler: str | None = None) -> tuple[str, str]:

@@ -348,12 +348,13 @@ class Runtime:
 
 def make_conv(runtime: Runtime) -> Callable:
   """The convolution backend for ``jaxcnn.functional.conv``: takes a 2-D NHWC float32 (or,
-  where oneDNN runs it natively, bfloat16) convolution on the CPU backend and returns ``None``
-  for everything else, which then takes the XLA path."""
+  where oneDNN runs it natively, bfloat16) convolution on the CPU backend without an explicit
+  ``precision`` and returns ``None`` for everything else, which then takes the XLA path."""
 
   def conv(x, w, b, *, stride, padding, dilation, groups, precision, activation):
-    del precision  # float32 convolutions on the CPU are computed in float32 whatever it says
-    if x.ndim != 4 or jax.default_backend() != "cpu" or x.shape[0] == 0:
+    # An explicit precision is a request for lax's convolution: it keeps the XLA path.
+    if (precision is not None or x.ndim != 4 or jax.default_backend() != "cpu"
+        or x.shape[0] == 0):
       return None
     dtype = np.dtype(x.dtype)
     if dtype not in DTYPES or (dtype == np.dtype(jnp.bfloat16) and not runtime.bf16):
