@@ -158,6 +158,8 @@ def test_conv_activation_keyword_is_the_composition_bit_for_bit():
       got = jax.jit(lambda x, w, b, act=act: F.conv(x, w, b, activation=act))(x, w, b)
       want = jax.jit(lambda x, w, b, act=act: F.get_activation(act)(F.conv(x, w, b)))(x, w, b)
       np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(F.conv2d(x, w, b, activation="relu"),
+                                  F.relu(F.conv2d(x, w, b)))
   with pytest.raises(ValueError, match="unknown activation 'nope'"):
     F.conv(x, w, b, activation="nope")
 
@@ -252,6 +254,27 @@ def test_pmap_runs_per_device():
     n0 = calls()
     got = jax.block_until_ready(step()(w, b, x))
     assert calls() - n0 == 3 * 8
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    assert_close(g, r)
+
+
+@needs_onednn
+def test_shard_map_with_varying_operands_keeps_the_xla_path():
+  try:
+    from jax import shard_map
+  except ImportError:  # jax < 0.8
+    from jax.experimental.shard_map import shard_map
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  x, w, b = rand((16, 8, 8, 4), 0), rand((3, 3, 4, 6), 1, scale=0.3), rand((6,), 2)
+  loss = lambda w, b, x: lax.psum(_loss(w, b, x), "data")  # noqa: E731
+  step = lambda: jax.jit(shard_map(jax.grad(loss, (0, 1)), mesh=mesh,  # noqa: E731
+                                   in_specs=(P(), P(), P("data")), out_specs=P()))
+  with extension(False):
+    want = step()(w, b, x)
+  with extension(True):
+    n0 = calls()
+    got = jax.block_until_ready(step()(w, b, x))
+    assert calls() == n0
   for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     assert_close(g, r)
 

@@ -13,8 +13,9 @@ Each of the three calls is
 * a ``custom_partitioning`` op: under a ``Mesh`` with the batch sharded, every device runs the
   call on its own examples (the kernel and bias replicated); the kernel and bias gradients are
   summed over the batch's mesh axes (``psum``). A batch that does not divide evenly over its mesh
-  axes, or a sharding of any other dimension, is gathered and computed whole on every device.
-  One device, ``pmap`` and ``shard_map`` lower the call as it is.
+  axes is gathered and computed whole on every device; a sharding of any other dimension is
+  gathered. One device and ``pmap`` lower the call as it is. Inside ``shard_map``, operands that
+  vary over its mesh axes keep the XLA path (see ``make_conv``).
 * a ``custom_vmap`` op: ``vmap`` over examples folds the mapped axis into the batch (one call);
   a mapped kernel or bias (per-example weights) and per-example kernel gradients use XLA's
   convolution for that call.
@@ -346,6 +347,22 @@ class Runtime:
                      "cpu_ns_fwd", "cpu_ns_bwd_data", "cpu_ns_bwd_weights"), out))
 
 
+def _varies_over_manual_axes(*arrays) -> bool:
+  """Whether any array is typed as varying over ``shard_map`` mesh axes (whose custom-VJP
+  typing rules the FFI calls' results do not follow: such convolutions keep the XLA path)."""
+  for a in arrays:
+    if a is None:
+      continue
+    aval = jax.typeof(a) if hasattr(jax, "typeof") else jax.core.get_aval(a)
+    mat = getattr(aval, "manual_axis_type", None)  # jax >= 0.8
+    if mat is not None and (mat.varying or getattr(mat, "unreduced", ())
+                            or getattr(mat, "reduced", ())):
+      return True
+    if getattr(aval, "vma", None):  # jax 0.7
+      return True
+  return False
+
+
 def make_conv(runtime: Runtime) -> Callable:
   """The convolution backend for ``jaxcnn.functional.conv``: takes a 2-D NHWC float32 (or,
   where oneDNN runs it natively, bfloat16) convolution on the CPU backend without an explicit
@@ -359,7 +376,7 @@ def make_conv(runtime: Runtime) -> Callable:
     dtype = np.dtype(x.dtype)
     if dtype not in DTYPES or (dtype == np.dtype(jnp.bfloat16) and not runtime.bf16):
       return None
-    if any(p < 0 for pair in padding for p in pair):
+    if any(p < 0 for pair in padding for p in pair) or _varies_over_manual_axes(x, w, b):
       return None
     geo = Geometry(tuple(x.shape[1:]), tuple(w.shape), tuple(stride),
                    tuple(tuple(p) for p in padding), tuple(dilation), groups)
