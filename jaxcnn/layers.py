@@ -86,6 +86,13 @@ def _check_activation(layer: str, activation: Any) -> None:
     raise ValueError(f"{layer}: {e}") from None
 
 
+def _methods_intercepted() -> bool:
+  """Whether a ``flax.linen.intercept_methods`` interceptor is installed (True if flax no longer
+  says: then a layer calls its ``activate`` method, which is always correct)."""
+  from flax.linen import module as _module  # pylint: disable=g-import-not-at-top
+  return bool(getattr(_module, "_global_interceptor_stack", True))
+
+
 def _check_padding(layer: str, padding: Any) -> None:
   if isinstance(padding, str):
     if padding.upper() not in shapes.PADDING_STRINGS:
@@ -261,10 +268,14 @@ class Conv(Layer):
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+    # The op applies the activation itself (fused into the convolution while the oneDNN CPU
+    # extension is active), unless a method interceptor (jaxcnn.inspect) must see `activate`.
+    fuse = self.activation is not None and not _methods_intercepted()
     with self._named_errors(x):
       y = F.conv(x, kernel, bias, stride=self.stride, padding=self.padding,
-                 dilation=self.dilation, groups=self.groups, precision=self.precision)
-    return self.activate(y)
+                 dilation=self.dilation, groups=self.groups, precision=self.precision,
+                 activation=self.activation if fuse else None)
+    return y if fuse else self.activate(y)
 
   @nn.nowrap
   def macs(self, input_shape: Shape, output_shape: Shape) -> int:

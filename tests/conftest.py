@@ -23,6 +23,12 @@ if not hasattr(jax, "enable_x64"):  # jax < 0.8 (Colab's 0.7.2) has it under jax
   jax.enable_x64 = _enable_x64
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+# CI's oneDNN leg runs the suite with the oneDNN CPU extension active (JAXCNN_TEST_ONEDNN=1): it
+# must build and load, or the session fails here. Read only by the tests, never by the library.
+if os.environ.get("JAXCNN_TEST_ONEDNN") == "1":
+  from jaxcnn.cpu import onednn as _onednn  # noqa: E402
+  print(_onednn.activate())
+
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

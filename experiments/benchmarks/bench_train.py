@@ -15,6 +15,9 @@ Rows (``--only``):
   jaxcnn_ynnpack the same without jaxcnn's XLA flags (``enable(flags=False)``: YNNPACK on)
   jaxcnn_plain   the same without conv tuning (``enable(tuning=False)``: plain
                  ``lax.conv_general_dilated``)
+  jaxcnn_onednn  the ``jaxcnn`` row with the oneDNN CPU extension (``enable(onednn=True)``:
+                 2-D convolutions with fused bias and activation on oneDNN; needs
+                 ``pip install 'jaxcnn[onednn]'`` and g++)
   torch_nchw     PyTorch eager, its default memory format, default threads
   torch_cl       PyTorch eager, ``channels_last`` (what oneDNN prefers on CPU), default threads
   keras          Keras 3 / TensorFlow at its defaults (``train_on_batch``; on CPU
@@ -52,12 +55,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 NETS = ("tutorial", "resnet20")
-ROWS = ("jaxcnn", "jaxcnn_ynnpack", "jaxcnn_plain", "torch_nchw", "torch_cl", "keras",
-        "keras_xla")
+ROWS = ("jaxcnn", "jaxcnn_ynnpack", "jaxcnn_plain", "jaxcnn_onednn", "torch_nchw", "torch_cl",
+        "keras", "keras_xla")
 # What each jaxcnn row's process turns on (jaxcnn.cpu.enable); jaxcnn_ynnpack keeps XLA's
 # default flags (YNNPACK on). Peers get no XLA flag from jaxcnn (TensorFlow's XLA would abort on
 # a flag it does not know).
-ROW_CPU = {"jaxcnn": {}, "jaxcnn_ynnpack": {"flags": False}, "jaxcnn_plain": {"tuning": False}}
+ROW_CPU = {"jaxcnn": {"onednn": False}, "jaxcnn_ynnpack": {"flags": False, "onednn": False},
+           "jaxcnn_plain": {"tuning": False, "onednn": False}, "jaxcnn_onednn": {"onednn": True}}
 PARAMS = {"tutorial": 122_570, "resnet20": 272_474}
 PEER_ROWS = ("torch_nchw", "torch_cl", "keras")  # the peers at their defaults
 
@@ -360,6 +364,12 @@ def main(args: argparse.Namespace) -> None:
   print("command: python " + " ".join(sys.argv))
   print(host_info())
   print(versions())
+  if "jaxcnn_onednn" in args.only:
+    from jaxcnn.cpu import onednn
+    ok, why = onednn.available()
+    if not ok:
+      print(f"row jaxcnn_onednn left out: {why}")
+      args.only.remove("jaxcnn_onednn")
   print(f"threads: {'one per framework' if args.threads == 1 else 'each framework default'}; "
         f"clock: {'CPU-seconds of the row process (work, not wait)' if args.clock == 'cpu' else 'wall'}")
   for net in args.nets:

@@ -21,6 +21,7 @@ from jax import lax
 
 from jaxcnn import _checks, shapes
 from jaxcnn.functional import _conv_fast
+from jaxcnn.functional._core import get_activation
 from jaxcnn.shapes import IntOrSeq, PaddingLike
 
 Array = jax.Array
@@ -75,6 +76,19 @@ def _resolve(
   return k, s, d, pads, out
 
 
+# The CPU convolution backend while one is active (jaxcnn.cpu.onednn installs it), else None:
+# ``backend(x, w, b, *, stride, padding, dilation, groups, precision, activation)`` with
+# resolved geometry (``padding`` as (lo, hi) pairs) and ``activation`` a callable or None;
+# it returns ``activation(conv(x, w) + b)``, or None to leave the convolution to the XLA path.
+_cpu_conv_backend = None
+
+
+def set_cpu_conv_backend(backend) -> None:
+  """Installs (or, with ``None``, removes) the CPU convolution backend used by :func:`conv`."""
+  global _cpu_conv_backend
+  _cpu_conv_backend = backend
+
+
 def _add_bias(y: Array, b: ArrayLike | None) -> Array:
   if b is None:
     return y
@@ -92,6 +106,7 @@ def conv(
     dilation: IntOrSeq = 1,
     groups: int = 1,
     precision: lax.PrecisionLike = None,
+    activation: Any = None,
 ) -> Array:
   """N-D convolution layer op (cross-correlation, as in every deep-learning framework).
 
@@ -110,6 +125,9 @@ def conv(
     groups: feature groups; ``C_in`` and ``C_out`` must be divisible by it
       (``groups == C_in`` is a depthwise convolution).
     precision: passed to ``lax.conv_general_dilated`` unchanged (``None``: backend default).
+    activation: ``None``, a name from ``ACTIVATIONS`` or a callable, applied after the bias:
+      the result is ``activation(conv(x, w, b))``. While the oneDNN CPU extension is active
+      (:mod:`jaxcnn.cpu.onednn`) it is fused into the convolution where oneDNN can.
 
   Returns:
     ``[B, *spatial_out, C_out]`` with ``spatial_out`` as given by
@@ -120,10 +138,16 @@ def conv(
   [[45.0, 54.0], [81.0, 90.0]]
   """
   n = _check_conv_args(x, w, b, groups)
+  act = None if activation is None else get_activation(activation)
   x, w = jnp.asarray(x), jnp.asarray(w)
   _, s, d, pads, _ = _resolve(x.shape, w.shape[:n], stride, padding, dilation)
   dtype = jnp.result_type(x, w)
   x, w = x.astype(dtype), w.astype(dtype)
+  if _cpu_conv_backend is not None:
+    y = _cpu_conv_backend(x, w, b, stride=s, padding=pads, dilation=d, groups=groups,
+                          precision=precision, activation=act)
+    if y is not None:
+      return y
   # After jaxcnn.cpu.enable(), on CPU each part (forward, input gradient, kernel gradient) may
   # use a faster exact formulation, measured once per shape and cached (jaxcnn.cpu.tuning).
   spec = _conv_fast.ConvSpec(n, tuple(s), tuple(tuple(p) for p in pads), tuple(d), groups,
@@ -131,17 +155,19 @@ def conv(
   tuned = _conv_fast.choose(x.shape, w.shape, dtype, spec)
   if tuned is not None:
     y = _conv_fast.conv_tuned(x, w, tuned)
-    return y if b is None else _conv_fast.bias_add(y, jnp.asarray(b).astype(y.dtype))
-  y = lax.conv_general_dilated(
-      x, w,
-      window_strides=s,
-      padding=pads,
-      rhs_dilation=d,
-      dimension_numbers=_DIMENSION_NUMBERS[n],
-      feature_group_count=groups,
-      precision=precision,
-  )
-  return _add_bias(y, b)
+    y = y if b is None else _conv_fast.bias_add(y, jnp.asarray(b).astype(y.dtype))
+  else:
+    y = lax.conv_general_dilated(
+        x, w,
+        window_strides=s,
+        padding=pads,
+        rhs_dilation=d,
+        dimension_numbers=_DIMENSION_NUMBERS[n],
+        feature_group_count=groups,
+        precision=precision,
+    )
+    y = _add_bias(y, b)
+  return y if act is None else act(y)
 
 
 def _conv_nd(n: int, name: str):
@@ -155,10 +181,11 @@ def _conv_nd(n: int, name: str):
       dilation: IntOrSeq = 1,
       groups: int = 1,
       precision: lax.PrecisionLike = None,
+      activation: Any = None,
   ) -> Array:
     _checks.rank(x, n + 2, where=f"`{name}`", fix="use `conv` for any spatial rank")
     return conv(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                precision=precision)
+                precision=precision, activation=activation)
 
   fn.__name__ = fn.__qualname__ = name
   fn.__doc__ = (
