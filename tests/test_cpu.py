@@ -84,7 +84,7 @@ def test_importing_every_module_and_tracing_a_train_step_changes_nothing(tmp_pat
 
 
 def test_enable_prints_one_line_and_turns_on_what_it_says(tmp_path):
-  code = ("import os, jax, jaxcnn.cpu; s = jaxcnn.cpu.enable(tuning_budget_s=12)\n"
+  code = ("import os, jax, jaxcnn.cpu; s = jaxcnn.cpu.enable(tuning_budget_s=12, onednn=False)\n"
           "print(repr(os.environ.get('XLA_FLAGS', '')), jax.config.jax_compilation_cache_dir,"
           " s.tuning, s.tuning_budget_s, s.platform)")
   out = _run(code, tmp_path)
