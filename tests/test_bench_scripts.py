@@ -1,5 +1,5 @@
 """The benchmark scripts' own logic: the Winograd formulation is exact, the epoch bench runs
-the commands it names."""
+the commands it names, the bf16 guard bench compiles with and without the guard."""
 
 import argparse
 from pathlib import Path
@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.benchmarks import bench_epochs, bench_winograd
+from experiments.benchmarks import bench_bf16_guard, bench_epochs, bench_winograd
 from jaxcnn import functional as F
+from jaxcnn.functional import _ynn_guard
 
 
 @pytest.mark.parametrize("shape,c_out,pad", [((2, 7, 9, 3), 4, 0), ((1, 8, 8, 5), 6, 1),
@@ -49,3 +50,16 @@ def test_bench_epochs_refuses_one_epoch_and_unknown_rows(capsys):
   with pytest.raises(SystemExit):
     bench_epochs.main(["--image-folder", "x", "--rows", "jaxcnn,pytorch"])
   assert "unknown row 'pytorch'" in capsys.readouterr().err
+
+
+def test_bench_bf16_guard_forces_the_guard_and_restores_it():
+  x, w = jnp.ones((1, 4, 4, 2), jnp.bfloat16), jnp.ones((3, 3, 2, 2), jnp.bfloat16)
+  # A fresh function each time: make_jaxpr caches the trace of one function object.
+  barriers = lambda: str(jax.make_jaxpr(lambda x, w: F.conv(x, w))(x, w)).count(  # noqa: E731
+      "optimization_barrier")
+  before = _ynn_guard._installed_jaxlib_affected
+  with bench_bf16_guard.guard(True):
+    assert barriers() == (2 if jax.default_backend() == "cpu" else 0)
+  with bench_bf16_guard.guard(False):
+    assert barriers() == 0
+  assert _ynn_guard._installed_jaxlib_affected is before

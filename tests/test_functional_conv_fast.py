@@ -48,7 +48,7 @@ def assert_close(actual, expected, rtol=RTOL):
 def plain(x, w, spec):
   return lax.conv_general_dilated(
       x, w, spec.stride, spec.pads, rhs_dilation=spec.dilation,
-      dimension_numbers=_conv._DIMENSION_NUMBERS[spec.n], feature_group_count=spec.groups)
+      dimension_numbers=_conv_fast.DIMENSION_NUMBERS[spec.n], feature_group_count=spec.groups)
 
 
 # (x shape, kernel size, C_out, stride, padding, dilation, groups): 1-D, 2-D, 3-D; strides,

@@ -11,7 +11,8 @@ step is compiled, within a time budget; before ``jaxcnn.cpu.enable()`` never).
 
 Formulations (each a bilinear function ``f(x, w)`` with the same value):
 
-* ``'xla'``: ``lax.conv_general_dilated``; its gradients are XLA's transposed convolutions.
+* ``'xla'``: ``lax.conv_general_dilated`` (:func:`xla_conv`, also the plain path of ``conv``); its
+  gradients are XLA's transposed convolutions.
 * ``'patches'``: :func:`jaxcnn.functional.patches` (strided slices, no arithmetic) and one
   ``dot``; its kernel gradient is one GEMM, its input gradient a GEMM and a col2im scatter-add.
 
@@ -34,6 +35,7 @@ from jax import lax
 
 from jaxcnn import _checks
 from jaxcnn.cpu import tuning
+from jaxcnn.functional import _ynn_guard
 
 FORMULATIONS = ("xla", "patches")
 PARTS = ("fwd", "dx", "dw")
@@ -73,16 +75,20 @@ DIMENSION_NUMBERS = {
 }
 
 
-def _xla(x, w, spec: ConvSpec):
-  return lax.conv_general_dilated(
+def xla_conv(x, w, spec: ConvSpec):
+  """``lax.conv_general_dilated`` for ``spec``; in bfloat16 on an affected XLA CPU, kept out
+  of the fusions around it (:mod:`jaxcnn.functional._ynn_guard`), with the same values."""
+  x, w = _ynn_guard.isolate(x, w)
+  y = lax.conv_general_dilated(
       x, w, window_strides=spec.stride, padding=spec.pads, rhs_dilation=spec.dilation,
       dimension_numbers=DIMENSION_NUMBERS[spec.n], feature_group_count=spec.groups,
       precision=spec.precision)
+  return _ynn_guard.isolate(y)[0]
 
 
 # name -> f(x, w, spec): "patches" (im2col + one matrix product) is registered by
 # jaxcnn.functional._conv, which defines it, so this module never imports that one.
-_FORMS = {"xla": _xla}
+_FORMS = {"xla": xla_conv}
 
 
 def register_formulation(name: str, fn) -> None:
@@ -134,7 +140,7 @@ def measure(x_shape, w_shape, dtype, spec: ConvSpec, budget_s: float = 0.3) -> d
   x_shape = (min(int(x_shape[0]), MEASURE_MAX_BATCH), *x_shape[1:])
   x = jnp.asarray(rng.standard_normal(x_shape), dtype)
   w = jnp.asarray(rng.standard_normal(w_shape), dtype)
-  g = jnp.asarray(rng.standard_normal(jax.eval_shape(lambda: _xla(x, w, spec)).shape), dtype)
+  g = jnp.asarray(rng.standard_normal(jax.eval_shape(lambda: xla_conv(x, w, spec)).shape), dtype)
   entry: dict[str, Any] = {"ms": {}, "batch": x_shape[0]}
   for part in PARTS:
     cands = {}

@@ -15,6 +15,7 @@ import numpy as np
 from jax import lax
 
 from jaxcnn import _checks
+from jaxcnn.functional import _ynn_guard
 
 __all__ = [
     "dense", "flatten", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax",
@@ -47,7 +48,11 @@ def dense(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
     raise ValueError(
         f"dense: the last axis of x (shape {tuple(x.shape)}) must equal the first axis of w "
         f"(shape {tuple(w.shape)})")
-  y = lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
+  # bfloat16 on an affected XLA CPU: the product kept out of the fusions around it, with the
+  # same values (jaxcnn.functional._ynn_guard).
+  xi, wi = _ynn_guard.isolate(x, w)
+  y = _ynn_guard.isolate(
+      lax.dot_general(xi, wi, (((x.ndim - 1,), (0,)), ((), ())), precision=precision))[0]
   if b is not None:
     b = jnp.asarray(b)
     if b.shape != (w.shape[1],):
