@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn import _tuning, models
+from jaxcnn import models
 from jaxcnn.functional import _ynn_guard
 
 
@@ -97,7 +97,7 @@ def main(argv=None):
   p.add_argument("--blocks", type=int, default=6, help="turns per variant")
   p.add_argument("--block", type=int, default=5, help="timed steps per turn")
   args = p.parse_args(argv)
-  _tuning.set_mode("off")
+
   import jaxlib  # pylint: disable=g-import-not-at-top
   print(f"jax {jax.__version__} / jaxlib {jaxlib.__version__} on {jax.default_backend()}; "
         f"jaxlib affected: {_ynn_guard.jaxlib_affected()}; batch {args.batch_size}, bf16, "

@@ -13,6 +13,11 @@ first computation (the training CLIs and the notebooks that train call it first)
    :data:`CACHE_MIN_COMPILE_SECONDS` to compile are kept). A cache folder you configured in
    JAX yourself is kept.
 4. **The oneDNN extension** (``jaxcnn.cpu.onednn``) where it is installed and available.
+5. **glibc's allocator keeps freed memory** (:func:`keep_freed_memory`): XLA CPU allocates a
+   step's temporaries afresh at every step; with glibc's defaults each large one is a new
+   ``mmap`` whose pages fault in again, thousands of page faults per step. With
+   ``M_MMAP_MAX = 0`` and a high ``M_TRIM_THRESHOLD`` the freed memory is reused instead. The
+   process then keeps its peak memory until it exits, as a training process does anyway.
 
 It prints one line saying what it turned on and what it could not, and returns a
 :class:`Status`; :func:`status` says the same later. Where JAX will run on a TPU or GPU (the
@@ -58,6 +63,7 @@ class Status:
   tuning_seconds: float = 0.0
   compilation_cache: str | None = None
   onednn: bool = False
+  keep_freed_memory: bool = False
   notes: tuple[str, ...] = ()
 
   def line(self) -> str:
@@ -71,6 +77,8 @@ class Status:
       on.append(f"compilation cache ({self.compilation_cache})")
     if self.onednn:
       on.append("oneDNN")
+    if self.keep_freed_memory:
+      on.append("malloc keeps freed memory")
     if not on and self.notes:
       return "jaxcnn.cpu: " + "; ".join(self.notes)
     return "; ".join(["jaxcnn.cpu: " + ("on: " + ", ".join(on) if on else "nothing turned on"),
@@ -140,8 +148,33 @@ def _onednn(mode) -> tuple[bool, str | None]:
   return bool(ext.is_active()), None
 
 
+# glibc's mallopt parameters (malloc.h) and the values keep_freed_memory sets.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+TRIM_THRESHOLD_BYTES = 2**31 - 1  # the largest an int holds (mallopt takes an int)
+
+
+def keep_freed_memory() -> bool:
+  """Makes glibc's malloc reuse freed memory instead of returning it to the system (one arena,
+  no ``mmap`` per large allocation, no trimming below 2 GiB of free memory); returns whether it
+  applied (False where the C library is not glibc). Part of :func:`enable`.
+  """
+  import ctypes  # pylint: disable=g-import-not-at-top
+  import ctypes.util  # pylint: disable=g-import-not-at-top
+  try:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    mallopt = libc.mallopt
+  except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to set
+    return False
+  mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+  # One arena: a thread's own arena serves a block larger than its heap (64 MiB) with a fresh
+  # mmap whatever M_MMAP_MAX says, and XLA's worker threads allocate a step's temporaries.
+  return all(mallopt(param, value) for param, value in (
+      (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)))
+
+
 def enable(*, flags: bool = True, tuning: bool = True, compilation_cache: bool = True,
-           onednn: bool | str = "auto", cache_dir: str | os.PathLike | None = None,
+           onednn: bool | str = "auto", malloc: bool = True,
+           cache_dir: str | os.PathLike | None = None,
            tuning_budget_s: float = tuning_lib.DEFAULT_BUDGET_S,
            verbose: bool = True) -> Status:
   """Turns on jaxcnn's CPU acceleration (see the module docstring); call it before JAX computes.
@@ -153,6 +186,7 @@ def enable(*, flags: bool = True, tuning: bool = True, compilation_cache: bool =
     compilation_cache: switch on JAX's persistent compilation cache in ``cache_dir/xla``.
     onednn: ``'auto'``: the oneDNN extension when it is installed and available; ``True``: the
       same, and say so when it is not; ``False``: leave it off.
+    malloc: :func:`keep_freed_memory` (glibc only).
     cache_dir: where the caches go (default ``$JAXCNN_CACHE_DIR``, else ``~/.cache/jaxcnn``).
     tuning_budget_s: total seconds this process may spend measuring conv formulations.
     verbose: print the one line saying what was turned on.
@@ -166,7 +200,8 @@ def enable(*, flags: bool = True, tuning: bool = True, compilation_cache: bool =
   """
   global _status
   for value, name in ((flags, "flags"), (tuning, "tuning"),
-                      (compilation_cache, "compilation_cache"), (verbose, "verbose")):
+                      (compilation_cache, "compilation_cache"), (malloc, "malloc"),
+                      (verbose, "verbose")):
     _checks.boolean(value, name)
   if not (isinstance(onednn, bool) or onednn == "auto"):  # 1 == True: compare types first
     _checks.choice(onednn, "onednn", ("True", "False", "'auto'"))
@@ -202,10 +237,12 @@ def enable(*, flags: bool = True, tuning: bool = True, compilation_cache: bool =
       notes += [note] if note else []
     active, note = _onednn(onednn)
     notes += [note] if note else []
+    kept_memory = previous.keep_freed_memory or (malloc and keep_freed_memory())
     t = tuning_lib.stats()
     _status = Status(platform="cpu", xla_flags=added, tuning=t.enabled,
                      tuning_budget_s=t.budget_s if t.enabled else 0.0, compilation_cache=cache,
-                     onednn=active or previous.onednn, notes=tuple(notes))
+                     onednn=active or previous.onednn, keep_freed_memory=kept_memory,
+                     notes=tuple(notes))
   if verbose:
     print(_status.line(), flush=True)
   return status()
