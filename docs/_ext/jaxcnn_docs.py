@@ -14,9 +14,7 @@ page by importing the name, so docstrings may name an object the way users impor
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import re
 import sys
 from typing import Any
 
@@ -26,17 +24,10 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 
-def _literal(text: str) -> str:
-  """Markdown-style `code` in the schema's one-line docs -> RST ``code``."""
-  return re.sub(r"(?<!`)`([^`]+)`(?!`)", r"``\1``", text)
-
-
-def _rst_table(header: list[str], rows: list[list[str]], widths: list[int]) -> list[str]:
-  lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {' '.join(map(str, widths))}",
-           ""]
-  for row in [header, *rows]:
-    lines.append(f"   * - {row[0]}")
-    lines += [f"     - {cell}" for cell in row[1:]]
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+  """A Markdown table (the pages are MyST: cells take `code` and {role}`target`)."""
+  lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+  lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
   return lines
 
 
@@ -54,9 +45,9 @@ class ConfigKeys(SphinxDirective):
         default = dict(default)
       type_name = field.type if isinstance(field.type, str) else getattr(field.type, "__name__",
                                                                        str(field.type))
-      rows.append([f"``{name}``", f"``{type_name}``", f"``{default!r}``",
-                   _literal(meta["doc"]) or "-"])
-    lines = _rst_table(["key", "type", "default", "meaning"], rows, [22, 14, 14, 50])
+      rows.append([f"`{name}`", f"`{type_name}`", f"`{default!r}`",
+                   meta["doc"] or "-"])
+    lines = _table(["key", "type", "default", "meaning"], rows)
     container = nodes.container()
     self.state.nested_parse(StringList(lines, source="jaxcnn.train.config"), self.content_offset,
                             container)
@@ -74,7 +65,7 @@ def zoo_rows() -> list[tuple[str, str, int, int, tuple[int, ...]]]:
     model = get_model(name)
     shape = (1, 28, 28, 1) if name == "mlp" else (1, 32, 32, 3)
     s = inspect.summary(model, shape, print_fn=None)
-    rows.append((name, type(model).__name__, s.total_params, s.total_macs, shape[1:]))
+    rows.append((name, type(model).__name__, s.trainable_params, s.total_macs, shape[1:]))
   return rows
 
 
@@ -83,11 +74,10 @@ class ModelZoo(SphinxDirective):
   has_content = False
 
   def run(self) -> list[nodes.Node]:
-    rows = [[f"``{name}``", f":class:`~jaxcnn.models.{cls}`", f"{params:,}", f"{macs:,}",
+    rows = [[f"`{name}`", f"{{class}}`~jaxcnn.models.{cls}`", f"{params:,}", f"{macs:,}",
              "x".join(map(str, shape))]
             for name, cls, params, macs, shape in zoo_rows()]
-    lines = _rst_table(["name", "class", "parameters", "MACs per image", "input"], rows,
-                       [18, 18, 16, 18, 10])
+    lines = _table(["name", "class", "parameters", "MACs per image", "input"], rows)
     container = nodes.container()
     self.state.nested_parse(StringList(lines, source="jaxcnn.models"), self.content_offset,
                             container)
@@ -107,10 +97,10 @@ class ColabNotebooks(SphinxDirective):
       sys.path.pop(0)
     rows = []
     for name, what in build.shown():
-      link = (f"`Open in Colab <https://colab.research.google.com/github/{build.REPO}/blob/"
-              f"{build.BRANCH}/colab/{name}.ipynb>`__")
-      rows.append([link, f"``colab/{name}.ipynb``", _literal(what)])
-    lines = _rst_table(["open", "notebook", "what it shows"], rows, [16, 30, 54])
+      link = (f"[Open in Colab](https://colab.research.google.com/github/{build.REPO}/blob/"
+              f"{build.BRANCH}/colab/{name}.ipynb)")
+      rows.append([link, f"`colab/{name}.ipynb`", what])
+    lines = _table(["open", "notebook", "what it shows"], rows)
     container = nodes.container()
     self.state.nested_parse(StringList(lines, source="colab/build.py"), self.content_offset,
                             container)
