@@ -166,50 +166,52 @@ def sources() -> list[pathlib.Path]:
 README = HERE.parent / "README.md"
 TABLE_START = "<!-- colab-notebooks: written by colab/build.py from NOTEBOOKS_SHOWN -->"
 TABLE_END = "<!-- /colab-notebooks -->"
-# README's Colab table: what each notebook shows and its quick-mode run time (JAXCNN_QUICK=1,
-# seconds, measured under Colab's versions on a 2-core CPU: README, Colab).
+# What each notebook shows, in the order of README's Colab table and the manual's Colab page.
 NOTEBOOKS_SHOWN = {
-    "quickstart": ("a convolution three ways, a model summary, one training step by hand", 15),
+    "quickstart": ("a convolution three ways, a model summary, one training step by hand"),
     "train_cifar10": ("the tutorial CNN and ResNet-20 on CIFAR-10 on the runtime's accelerator "
                       "(bf16 on TPU/GPU): progress, curves, TensorBoard inline, a checkpoint "
-                      "reloaded", 45),
+                      "reloaded"),
     "speedrun": ("the airbench94 speed recipe (`cpu70` on a CPU, the published `airbench94` on "
-                 "a TPU/GPU), seeds back to back, accuracy and time per run", 20),
+                 "a TPU/GPU), seeds back to back, accuracy and time per run"),
     "lesson_photo_walk": ("lesson 1: a photo through conv, ReLU, pooling, dropout, dense, "
-                          "softmax", 14),
+                          "softmax"),
     "lesson_conv_by_hand": ("lesson 2: the lecture's convolutions by hand, checked against "
-                            "numpy/scipy/jax", 9),
+                            "numpy/scipy/jax"),
     "lesson_shapes": ("lesson 3: output-shape and parameter formulas, the quizzes, model "
-                      "diagrams", 8),
+                      "diagrams"),
     "lesson_edge_filters": ("lesson 4: Sobel, high-pass, the quiz's kernels, the uint8 pitfall, "
-                            "border handling", 7),
+                            "border handling"),
     "lesson_cifar10_cnn": ("lesson 5: the TensorFlow tutorial's CNN trained: curves, 'I think "
-                           "this is a ...', confusion matrix", 18),
+                           "this is a ...', confusion matrix"),
     "lesson_filters_and_maps": ("lesson 5b: the Keras notebook's CNN: summary, plot_model, "
-                                "curves, trained filters and feature maps per layer", 14),
+                                "curves, trained filters and feature maps per layer"),
     "lesson_mnist_mlp": ("lesson 6: an MLP with a validation split, the best model saved and "
-                         "tested", 14),
-    "lesson_mlp_vs_cnn": ("lesson 7: MLP vs CNN on centred and shifted digits", 8),
-    "lesson_augmentation": ("lesson 8: augmentation and invariance, measured", 12),
-    "lesson_stride_padding": ("lesson 9: stride, padding, 1x1 convs, global pooling", 36),
+                         "tested"),
+    "lesson_mlp_vs_cnn": ("lesson 7: MLP vs CNN on centred and shifted digits"),
+    "lesson_augmentation": ("lesson 8: augmentation and invariance, measured"),
+    "lesson_stride_padding": ("lesson 9: stride, padding, 1x1 convs, global pooling"),
     "lesson_what_cnns_learn": ("lesson 10: activation maximisation, saliency, Grad-CAM, "
-                               "occlusion", 39),
+                               "occlusion"),
     "lesson_features_during_training": ("lesson 11: filters, feature maps, dead ReLUs per "
-                                        "epoch", 20),
-    "lesson_architectures": ("the zoo: parameters, MACs and accuracy on one CPU budget", 46),
+                                        "epoch"),
+    "lesson_architectures": ("the zoo: parameters, MACs and accuracy on one CPU budget"),
 }
 
 
-def readme_table() -> str:
-  """README's Colab table (between the markers), one row per notebook with its badge."""
+def shown() -> list[tuple[str, str]]:
+  """``[(notebook name, what it shows)]`` for every notebook built, in table order."""
   names = [notebook_name(p) for p in sources()]
   missing = [n for n in names if n not in NOTEBOOKS_SHOWN]
   if missing:
     raise ValueError(f"say what these notebooks show in NOTEBOOKS_SHOWN: {missing}")
-  order = [n for n in NOTEBOOKS_SHOWN if n in names]
-  rows = ["| open | notebook | what it shows | quick run |", "| --- | --- | --- | ---: |"]
-  rows += [f"| {badge(n)} | `colab/{n}.ipynb` | {NOTEBOOKS_SHOWN[n][0]} | "
-           f"{NOTEBOOKS_SHOWN[n][1]} s |" for n in order]
+  return [(n, NOTEBOOKS_SHOWN[n]) for n in NOTEBOOKS_SHOWN if n in names]
+
+
+def readme_table() -> str:
+  """README's Colab table (between the markers), one row per notebook with its badge."""
+  rows = ["| open | notebook | what it shows |", "| --- | --- | --- |"]
+  rows += [f"| {badge(n)} | [`{n}.ipynb`](colab/{n}.ipynb) | {what} |" for n, what in shown()]
   return "\n".join([TABLE_START, *rows, TABLE_END])
 
 

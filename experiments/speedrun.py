@@ -15,10 +15,11 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 import jaxcnn.cpu
+from experiments import _cli
 from jaxcnn import configs
 from jaxcnn.cpu import flags as cpu_flags, tuning as cpu_tuning
 
@@ -43,8 +44,7 @@ _CPU_ACCELERATION = flags.DEFINE_bool(
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  _cli.quiet_tensorflow()
   if _CPU_ACCELERATION.value:
     jaxcnn.cpu.enable()  # before JAX's first computation
   import jax
@@ -66,7 +66,12 @@ def main(argv: list[str]) -> None:
     folder = _FOLDER.value or config.data.image_folder
     load = lambda split: data.load_arrays(config.data.name, split, image_folder=folder,
                                           data_dir=config.data.data_dir)
-    train, evaluation = load(train_split), load(eval_split)
+    try:
+      train, evaluation = load(train_split), load(eval_split)
+    except (data.DatasetNotFoundError, data.TensorFlowMissingError, ValueError) as e:
+      print(f"error: {_cli.in_flags(str(e), {'image_folder': '--image-folder'})}",
+            file=sys.stderr)
+      sys.exit(1)
     source = f"{folder or 'tfds'} {train_split} / {eval_split}"
   print(f"speedrun {recipe['variant']}: {source}; {len(train['label'])} train, "
         f"{len(evaluation['label'])} eval images; {jax.devices()[0].device_kind} "

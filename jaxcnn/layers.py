@@ -390,7 +390,7 @@ class SumPool(_Pool):
 
 
 class LpPool(Layer):
-  """Power-average pooling ``(sum |x|^p)^(1/p)`` over each window (p=1: sum of |x|; p->inf: max).
+  """Power-average pooling ``(sum |x|^p)^(1/p)`` over each window (p=1: sum of ``|x|``; p->inf: max).
 
   >>> LpPool(2.0, 2).apply({}, jnp.ones((1, 4, 4, 1)))[0, 0, 0, 0]
   Array(2., dtype=float32)

@@ -139,7 +139,7 @@ def per_class_accuracy(confusion: Any) -> np.ndarray:
 def classification_sums(logits: jax.Array, labels: jax.Array, losses: jax.Array, *,
                         mask: jax.Array | None = None, top_k: int = 5,
                         with_confusion: bool = True) -> dict[str, jax.Array]:
-  """Additive metric sums for one batch (what :func:`eval_step` returns).
+  """Additive metric sums for one batch (what :func:`jaxcnn.train.eval_step` returns).
 
   Args:
     logits: ``[B, K]``.

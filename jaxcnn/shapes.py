@@ -14,7 +14,8 @@ The output length of one spatial dimension is the textbook formula::
 
 which for ``dilation=1`` and symmetric padding ``p`` is the course's ``(W - F + 2P) / S + 1``.
 
-Padding may be given as
+Padding may be given as:
+
   * ``'VALID'``: no padding;
   * ``'SAME'``: pad so that ``out = ceil(n / stride)``; when the total is odd the extra cell goes
     at the end (``hi``), as in TensorFlow, ``jax.lax`` and Keras;
@@ -22,10 +23,9 @@ Padding may be given as
     (``np.convolve(..., 'full')``);
   * an ``int`` ``p``: ``p`` on both sides of every spatial dimension;
   * a sequence with one entry per spatial dimension, each an ``int`` or a ``(lo, hi)`` pair.
-Strings are case-insensitive.
 
-:func:`summary` (the Keras-like model table) has moved to :func:`jaxcnn.inspect.summary`;
-it needs Flax and the layers, and this module stays free of both, at the bottom of the import
+Strings are case-insensitive. The Keras-like model table is :func:`jaxcnn.inspect.summary`: it
+needs Flax and the layers, and this module stays free of both, at the bottom of the import
 graph.
 """
 

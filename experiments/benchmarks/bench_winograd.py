@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) written in JAX vs XLA CPU's own convolution, per part (issue 12).
+"""Winograd F(2x2, 3x3) written in JAX vs XLA CPU's own convolution, per part.
 
 Winograd's minimal filtering (Lavin & Gray, 2015) computes each 2x2 output tile of a 3x3
 convolution from a 4x4 input tile with 16 multiplications per channel pair instead of 36:

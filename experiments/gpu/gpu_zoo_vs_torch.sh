@@ -15,7 +15,7 @@
 #   3. PyTorch: experiments/peers/torch_zoo_train.py, the same recipe, eager and torch.compile;
 #   4. prints one table: median images/s and ms/step over the epochs after the first (which
 #      holds compilation for jaxcnn and torch.compile), and jaxcnn / PyTorch's best.
-# Goal (issue 9): jaxcnn >= 1.2x PyTorch's best for both nets.
+# The script prints jaxcnn / PyTorch's best for both nets (BENCHMARKS.md, "The model zoo").
 set -euo pipefail
 EPOCHS="${1:-3}"
 BATCH="${2:-512}"

@@ -70,7 +70,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
   parser.add_argument('--threads', type=int, default=None,
                       help="CPU threads for the framework (default: leave the framework's own "
                            'default, as its users run it; setting TF\'s thread counts made Keras '
-                           'epochs swing 2x, issue 12)')
+                           'epochs swing 2x)')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--batch-size', type=int, default=RECIPE['batch_size'])
   parser.add_argument('--image-folder', type=Path, default=DEFAULT_TARBALL,

@@ -14,14 +14,12 @@ Command::
 ``--config.model=resnet18`` trains the post-activation ResNet-18 (11,173,962 parameters).
 
 Expected: kuangliu/pytorch-cifar's README lists 95.11% test accuracy for PreActResNet18 (and
-93.02% for ResNet18) with this recipe, on the original lossless test set. NOT measured here:
+93.02% for ResNet18) with this recipe, on the original lossless test set. Not measured with this config:
 200 epochs of a 555M-MAC net do not fit the 2-core CPU. bfloat16 on an accelerator, float32 on
 CPU.
 
-Time on this project's 2-core AMD EPYC (jax 0.10.2, float32): PreAct ResNet-18 trains at 34 images/s
-(the architectures lesson, BENCHMARKS.md section 6), about 22 min per epoch of
-45,000 images, so the 200 epochs take about 74 hours there: run it on an accelerator
-(bf16) or a bigger CPU.
+Time: 200 epochs of this net take hours to days on a laptop CPU (its training images/s on
+a 2-core CPU: BENCHMARKS.md, "The model zoo"); run it on an accelerator (bf16) or a bigger CPU.
 """
 
 import ml_collections

@@ -17,16 +17,13 @@ Other depths: ``--config.model=resnet56`` (or 32, 44, 110); option B shortcuts:
 ``--config.model_kwargs.shortcut=B`` (the key is declared below, so the CLI can set it).
 
 Expected: the paper reports 8.75% test error (91.25% accuracy) for ResNet-20 (7.51% error for
-ResNet-56, 6.43% for ResNet-110), on the original lossless CIFAR-10 test set. NOT measured here:
-182 epochs do not fit this project's 2-core CPU (one epoch of ResNet-20 is CPU-bound; see the
-architectures lesson for its measured images/s). The JPEG copy is expected to land somewhat
+ResNet-56, 6.43% for ResNet-110), on the original lossless CIFAR-10 test set. Not measured with this config:
+182 epochs do not fit a 2-core CPU. The JPEG copy is expected to land somewhat
 below the paper (see ../shared/data/README). ``dtype`` is bfloat16 on an accelerator, float32
 on CPU (where bfloat16 convolutions are slower).
 
-Time on this project's 2-core AMD EPYC (jax 0.10.2, float32): ResNet-20 trains at 184 images/s
-(the architectures lesson, BENCHMARKS.md section 6), about 4 min per epoch of
-45,000 images, so the 182 epochs take about 12 hours there: run it on an accelerator
-(bf16) or a bigger CPU.
+Time: 182 epochs of this net take hours to days on a laptop CPU (its training images/s on
+a 2-core CPU: BENCHMARKS.md, "The model zoo"); run it on an accelerator (bf16) or a bigger CPU.
 """
 
 import ml_collections

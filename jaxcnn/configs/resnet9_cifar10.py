@@ -14,13 +14,11 @@ Command::
         --config.data.image_folder=../shared/data/cifar10_jpeg_train.tar.gz
 
 Expected: Page reports 94% test accuracy in 24 epochs (26 s on a V100 with his full recipe),
-on the original lossless test set. NOT measured here (24 epochs of a 379M-MAC net take hours on
+on the original lossless test set. Not measured with this config (24 epochs of a 379M-MAC net take hours on
 the 2-core CPU). bfloat16 on an accelerator, float32 on CPU.
 
-Time on this project's 2-core AMD EPYC (jax 0.10.2, float32): ResNet-9 trains at 54 images/s
-(the architectures lesson, BENCHMARKS.md section 6), about 14 min per epoch of
-45,000 images, so the 24 epochs take about 6 hours there: run it on an accelerator
-(bf16) or a bigger CPU.
+Time: 24 epochs of this net take hours to days on a laptop CPU (its training images/s on
+a 2-core CPU: BENCHMARKS.md, "The model zoo"); run it on an accelerator (bf16) or a bigger CPU.
 """
 
 import ml_collections

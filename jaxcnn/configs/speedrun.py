@@ -3,7 +3,7 @@
 Source of every number: ``airbench94_muon.py`` of github.com/KellerJordan/cifar10-airbench
 (commit 096d14d; 94.01% mean over 200 runs in 2.59 s on an A100 with torch.compile), named
 below by the quantity it sets there. The net is ``jaxcnn.models.speednet`` (airbench's
-``CifarNet``); the optimiser, loss and TTA are in ``jaxcnn.speedrun``.
+``CifarNet``); the optimiser, loss and TTA are in ``jaxcnn.recipes.airbench``.
 
 Command (N seeds back to back; timing as airbench's: whitening + training + TTA evaluation,
 compilation excluded and printed on its own)::
@@ -11,22 +11,17 @@ compilation excluded and printed on its own)::
     python -m experiments.speedrun --config speedrun:cpu70 --runs 3 \
         --image-folder ../shared/data/cifar10_jpeg_train.tar.gz
 
-Variants (``--config ...speedrun.py:<variant>``), see ``VARIANTS`` and
-BENCHMARKS.md section 4 for what they reach on which machine:
+Variants (``--config speedrun:<variant>``), see ``VARIANTS``; what each reaches, on which
+machine, in how long: BENCHMARKS.md, "Speed runs":
 
 * ``airbench94``: the recipe as published (batch 2000, 8 epochs, bf16, widths 64/256/256).
   airbench trains on all 50,000 training images and evaluates on the test split; here the
   default is train[:45000] / train[45000:] (the JPEG copy has no test split), so it runs 22
   steps an epoch (176 in all) instead of 25 (200).
-* ``cpu70``, ``cpu80``, ``cpu85``: narrower, shorter, float32 variants tuned on this project's
-  2-core CPU for the least training time to 70%, 80%, 85% validation accuracy; ``cpu90``: the
-  full-width net for 10 epochs in float32, the attempt at 90% (it reached 89.72%).
+* ``cpu70``, ``cpu80``, ``cpu85``: narrower, shorter, float32 variants chosen on a 2-core CPU
+  for the least training time to 70%, 80%, 85% validation accuracy; ``cpu90``: the full-width
+  net for 10 epochs in float32, aiming at 90%.
 * ``tiny``: width 1/16, 2 steps: for tests.
-
-Measured 2026-12-01 on this project's 2-core AMD EPYC (jax 0.10.2), idle machine, JPEG copy,
-train[:45000] / train[45000:], seeds 0-2: ``cpu70`` 70.83 ± 0.88% in 37.5 ± 1.9 s (26 s of it
-training), ``cpu80`` 80.33 ± 0.47% in 118.5 ± 2.2 s, ``cpu85`` 85.37 ± 0.08% in 389.8 ± 7.3 s;
-``cpu90`` (seed 0 only) 89.72% in 2,802 s: 90% not reached. Details: BENCHMARKS.md section 4.
 """
 
 import ml_collections
@@ -36,15 +31,12 @@ from jaxcnn.train.config import defaults
 # The CPU variants: width_mult scales airbench's widths 64/256/256; epochs and batch as run.
 VARIANTS = {
     "airbench94": dict(),
-    # Probed on this CPU (seed 0, JPEG copy, TTA 2): width 0.25 / batch 500 reached 69.4% after
-    # 0.5 epochs, 76.7% after 1, 80.0% after 2; batch 250 reached 72.6% after 0.5 epochs
-    # (twice the steps for the same compute). Frontier means: BENCHMARKS.md section 4.
+    # Batch 250 rather than 500: twice the steps for the same compute reached more in probes.
     "cpu70": dict(width_mult=0.25, epochs=0.5, batch_size=250, dtype="float32", target=0.70),
     "cpu80": dict(width_mult=0.25, epochs=2.0, batch_size=250, dtype="float32", target=0.80),
-    # cpu85 at 3.0 epochs: 84.80 +- 0.24% (1 of 3 seeds >= 85%), hence 3.5.
+    # 3.5 epochs: at 3.0, most seeds stayed under 85%.
     "cpu85": dict(width_mult=0.5, epochs=3.5, batch_size=250, dtype="float32", target=0.85),
-    # Width 1 (airbench's own net), seed 0: 87.20% after 3 epochs (830 s), 89.08% after 6
-    # (1,672 s), 89.72% after 10 (2,802 s): 90% is not reached by this variant on a 2-core CPU.
+    # Width 1 (airbench's own net); 90% needs more epochs than this variant's 10.
     "cpu90": dict(width_mult=1.0, epochs=10.0, batch_size=250, dtype="float32", target=0.90),
     "tiny": dict(width_mult=1 / 16, epochs=0.0, num_train_steps=2, batch_size=32,
                  eval_batch_size=64, dtype="float32", whiten_images=256),

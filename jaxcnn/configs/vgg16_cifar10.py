@@ -19,10 +19,8 @@ recipe (original lossless test set). NOT measured here: 200 epochs of a 313M-MAC
 fit the 2-core CPU (see the architectures lesson for its measured images/s). bfloat16 on an
 accelerator, float32 on CPU.
 
-Time on this project's 2-core AMD EPYC (jax 0.10.2, float32): VGG-16-BN trains at 65 images/s
-(the architectures lesson, BENCHMARKS.md section 6), about 12 min per epoch of
-45,000 images, so the 200 epochs take about 38 hours there: run it on an accelerator
-(bf16) or a bigger CPU.
+Time: 200 epochs of this net take hours to days on a laptop CPU (its training images/s on
+a 2-core CPU: BENCHMARKS.md, "The model zoo"); run it on an accelerator (bf16) or a bigger CPU.
 """
 
 import ml_collections

@@ -16,8 +16,8 @@ What the flags do (BENCHMARKS.md has the numbers and commands):
 * ``--xla_cpu_experimental_ynn_fusion_type=`` (empty: no YNNPACK fusions). jaxlib 0.10's CPU
   backend hands convolutions to YNNPACK, which computes a convolution's *kernel* gradient (a
   convolution with a window as large as the feature map) several times slower than XLA's own
-  Eigen convolution: with it off, the tutorial CNN's Adam step at batch 32 went from 22.5 ms to
-  13.2 ms on a 2-core AMD EPYC.
+  Eigen convolution (BENCHMARKS.md, "CPU flags per jaxlib", has the step times and the
+  command).
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ YNNPACK_OFF = "--xla_cpu_experimental_ynn_fusion_type="
 # for how an unmeasured jaxlib is served. Re-measure a row with
 # `python -m experiments.benchmarks.bench_cpu_flags`, which prints the row to paste here.
 FLAG_TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("0.7.2", "AuthenticAMD", ()),  # measured: TODO(lead)
-    ("0.10.2", "AuthenticAMD", (YNNPACK_OFF,)),  # measured: BENCHMARKS.md 1.4, 2-core AMD EPYC
-    ("0.10.2", "GenuineIntel", (YNNPACK_OFF,)),  # measured: an Intel Xeon, jaxlib 0.10 (figures
-                                                 # not in BENCHMARKS.md)
-    ("0.12.1", "AuthenticAMD", ()),  # measured: TODO(lead)
+    # Each row's measurement: BENCHMARKS.md, "CPU flags per jaxlib".
+    ("0.7.2", "AuthenticAMD", ()),
+    ("0.10.2", "AuthenticAMD", (YNNPACK_OFF,)),
+    ("0.10.2", "GenuineIntel", (YNNPACK_OFF,)),
+    ("0.12.1", "AuthenticAMD", ()),
 )
 
 # What each flag does, in the words :func:`jaxcnn.cpu.enable` prints.

@@ -14,15 +14,18 @@ small factory that accepts ``axis_name`` (the ``pmap`` axis its BatchNorm layers
     def my_net(*, num_classes: int, dtype, axis_name=None, width: int = 64) -> nn.Module:
       return MyNet(num_classes=num_classes, width=width, axis_name=axis_name, dtype=dtype)
 
-The zoo (parameters = trainable ``params``; MACs per 32x32x3 image, convs and dense layers, by
-:func:`jaxcnn.inspect.summary`; sources in each class docstring and in README.md, "Model zoo"):
+The zoo (each class docstring names its source; parameter counts and MACs per image are in the
+manual's model zoo page, counted by :func:`jaxcnn.inspect.summary`):
 
-  course      ``tutorial_cnn``, ``tutorial_cnn_512``, ``mlp``, ``stridenet``
-  classic     ``lenet5``, ``alexnet_cifar``, ``vgg11``/``13``/``16``/``19`` (BatchNorm)
-  residual    ``resnet20``/``32``/``44``/``56``/``110`` (option A; ``shortcut='B'``),
-              ``cifar_resnet`` (any 6n+2), ``resnet18``, ``preact_resnet18``, ``wide_resnet``,
-              ``resnet9``
-  small/fast  ``bn_cnn`` (CPU lessons and engine tests), ``speednet`` (airbench94)
+course
+  ``tutorial_cnn``, ``tutorial_cnn_512``, ``mlp``, ``stridenet``
+classic
+  ``lenet5``, ``alexnet_cifar``, ``vgg11``/``13``/``16``/``19`` (BatchNorm)
+residual
+  ``resnet20``/``32``/``44``/``56``/``110`` (option A; ``shortcut='B'``), ``cifar_resnet``
+  (any depth 6n+2), ``resnet18``, ``preact_resnet18``, ``wide_resnet``, ``resnet9``
+small and fast
+  ``bn_cnn`` (CPU lessons and engine tests), ``speednet`` (airbench94)
 
 >>> import jax, jax.numpy as jnp
 >>> from jaxcnn.models import get_model

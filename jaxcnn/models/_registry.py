@@ -90,7 +90,7 @@ def check_image_rank(x: Any, spatial_rank: int, model: str) -> None:
 
   Without it a 2-D net given MNIST as ``keras.datasets`` shapes it, ``[B, 28, 28]``, silently
   becomes a 1-D net (its convolutions read ``28`` as channels) and still trains. A batch that
-  looks NCHW (``[B, 3, 32, 32]``: 3 or 1 first, many last; :func:`jaxcnn._checks.looks_nchw`)
+  looks NCHW (``[B, 3, 32, 32]``: 3 or 1 first, many last)
   is refused too: read channels-last it is images 3 pixels high with 32 channels, which a
   SAME-padded net would also train on without a word.
 
@@ -119,7 +119,7 @@ def check_image_rank(x: Any, spatial_rank: int, model: str) -> None:
 
 class ImageClassifier(nn.Module):
   """Base class of the image models: ``model(x, train=False)`` checks that ``x`` is
-  ``[B, H, W, C]`` (:func:`check_image_rank`), runs :meth:`forward` and returns float32 logits
+  ``[B, H, W, C]`` (:func:`check_image_rank`), runs ``forward`` and returns float32 logits
   ``[B, num_classes]`` whatever the compute dtype.
 
   A subclass writes ``@nn.compact def forward(self, x, train)``; parameters are named as if

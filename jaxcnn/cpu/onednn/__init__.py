@@ -20,7 +20,7 @@ equal the XLA path to float32 rounding (summation order), not bit for bit.
 The backend is chosen when a function is traced: :func:`activate` before ``jax.jit`` traces a
 step (a function compiled before keeps the path it was compiled with).
 
-Transformations: ``jit``, ``grad``/``vjp``, ``vmap`` (see :mod:`._ops`), ``pmap`` and
+Transformations: ``jit``, ``grad``/``vjp``, ``vmap`` (over examples: folded into the batch axis, one call), ``pmap`` and
 ``jit`` over a ``Mesh`` with the batch sharded (each device convolves its own examples). The
 convolution is a ``jax.custom_vjp``, so forward-mode differentiation (``jax.jvp``,
 ``jax.jacfwd``, ``jax.hessian``) of a model is not supported while active: :func:`deactivate`
