@@ -27,6 +27,7 @@ from jaxcnn.data import (DatasetNotFoundError, TensorFlowMissingError, check_spl
 from jaxcnn import configs, recipes
 from jaxcnn.train import NonFiniteError, train_and_evaluate
 from jaxcnn.train import config as config_lib
+from jaxcnn.train import faults
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
 _CONFIG = config_flags.DEFINE_config_file(
@@ -144,6 +145,9 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
     logging.set_verbosity(logging.WARNING)
+  # SIGTERM (a preempted VM, a scheduler, `kill`) ends the run as Ctrl-C does: during training
+  # with a checkpoint of the step it reached, then one line and status 143.
+  faults.raise_on_sigterm()
   if _CPU_ACCELERATION.value:
     jaxcnn.cpu.enable()  # before JAX's first computation: XLA reads its flags when it starts
   workdir = None
@@ -155,18 +159,25 @@ def main(argv: list[str]) -> None:
     resolve_source(config.data.source, image_folder=config.data.image_folder,
                    data_dir=config.data.data_dir)
     workdir = _check_workdir(_WORKDIR.value)
-    train_and_evaluate(config, workdir, **recipes.hooks(config))
-  except KeyboardInterrupt:
+    # The checkpoint library's leftovers of a failed save or restore (thread logs, callbacks
+    # on closed event loops) stay quiet to the end: the failure is this one line.
+    with faults.quiet_checkpoint_library():
+      train_and_evaluate(config, workdir, **recipes.hooks(config))
+  except KeyboardInterrupt as e:  # Ctrl-C, or faults.TrainingStopped (SIGTERM too)
     if _TRACEBACK.value:
       raise
-    print(_interrupted_message(workdir), file=sys.stderr)
+    print(_interrupted_message(e, workdir), file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     # Exit at once: a checkpoint save the interrupt cut short would otherwise fail noisily in
     # orbax's background threads during interpreter shutdown. Nothing is lost: checkpoints are
     # written to a temporary folder and renamed when complete, and the message names the last
     # complete one, where a re-run resumes.
-    os._exit(130)
+    os._exit(getattr(e, "exit_code", 130))
+  except (faults.WorkdirError, faults.OutOfMemoryError) as e:  # one line, cause and path
+    if _TRACEBACK.value:
+      raise
+    _fail(str(e))
   except (UserError, ValueError, DatasetNotFoundError, TensorFlowMissingError,
           NonFiniteError) as e:
     if _TRACEBACK.value:
@@ -175,20 +186,22 @@ def main(argv: list[str]) -> None:
   except OSError as e:  # the file system said no (disk full, permissions, ...)
     if _TRACEBACK.value:
       raise
-    _fail(f"{type(e).__name__}: {e}")
+    failure = faults.write_failure(e, workdir) if workdir is not None else None
+    _fail(str(faults.write_error(*failure, workdir)) if failure else f"{type(e).__name__}: {e}")
 
 
-def _interrupted_message(workdir: pathlib.Path | None) -> str:
-  """Where a Ctrl-C left the run: the last checkpoint's step, from the workdir's listing."""
-  steps = []
-  if workdir is not None:
-    latest = workdir / "checkpoints" / "latest"
-    if latest.is_dir():
-      steps = [int(p.name) for p in latest.iterdir() if p.name.isdigit()]
-  if steps:
-    return (f"stopped (Ctrl-C); the last checkpoint is at step {max(steps)}: re-run the same "
-            "command to resume from there")
-  return "stopped (Ctrl-C) before the first checkpoint; re-running the same command starts over"
+def _interrupted_message(e: KeyboardInterrupt, workdir: pathlib.Path | None) -> str:
+  """Where a stop left the run: the step the loop saved before stopping, else the last
+  complete checkpoint in the workdir."""
+  name = getattr(e, "signal_name", "SIGINT")
+  step = getattr(e, "step", None)
+  if step is not None:
+    return f"stopped ({name}) at step {step}; re-run the same command to resume"
+  last = faults.last_complete(workdir) if workdir is not None else None
+  if last is not None:
+    return (f"stopped ({name}); the last complete checkpoint is step {last[0]}: re-run the "
+            "same command to resume from there")
+  return f"stopped ({name}) before the first checkpoint; re-running the same command starts over"
 
 
 if __name__ == "__main__":

@@ -44,8 +44,13 @@ def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
   if path is not None:
     path = pathlib.Path(path).expanduser()
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    try:
+      fig.savefig(tmp, dpi=100)
+      os.replace(tmp, path)
+    except OSError as e:  # a full disk: no half-written temporary left, and the file named
+      tmp.unlink(missing_ok=True)
+      e.filename = str(path)
+      raise
   return fig
 
 

@@ -44,8 +44,14 @@ def _describe(leaf: Any) -> str:
   return "absent" if leaf is None else f"{leaf.dtype}{list(leaf.shape)}"
 
 
+class CheckpointMismatchError(ValueError):
+  """A checkpoint holds other arrays (names, shapes or dtypes) than the state restored onto:
+  another model or optimiser, not a damaged file."""
+
+
 def _check_fits(saved: Any, expected: Any, where: Any) -> None:
-  """Raises ``ValueError`` naming the first array whose saved shape/dtype differs."""
+  """Raises :class:`CheckpointMismatchError` naming the first array whose saved shape/dtype
+  differs."""
   def by_name(tree):
     return {jax.tree_util.keystr(path): leaf
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
@@ -53,8 +59,8 @@ def _check_fits(saved: Any, expected: Any, where: Any) -> None:
   for name in sorted(saved.keys() | expected.keys()):
     a, b = saved.get(name), expected.get(name)
     if a is None or b is None or tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
-      raise ValueError(f"the checkpoint {where} does not fit: state{name} is "
-                       f"{_describe(a)} there, {_describe(b)} here")
+      raise CheckpointMismatchError(f"the checkpoint {where} does not fit: state{name} is "
+                                    f"{_describe(a)} there, {_describe(b)} here")
 
 
 class Checkpointer:
@@ -121,9 +127,16 @@ class Checkpointer:
     return state, dict(restored["meta"])
 
   def wait(self) -> None:
-    """Blocks until every pending asynchronous save is on disk."""
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
+    """Blocks until every pending asynchronous save is on disk; a save that failed is raised
+    once both ``latest`` and ``best`` have finished (so nothing is still being written)."""
+    failed = []
+    for mgr in (self.latest, self.best):
+      try:
+        mgr.wait_until_finished()
+      except Exception as e:  # pylint: disable=broad-except
+        failed.append(e)
+    if failed:
+      raise failed[0]
 
   def close(self) -> None:
     self.wait()

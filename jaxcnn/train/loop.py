@@ -14,9 +14,10 @@ Reading order: :class:`LoopSettings` (the loop's numbers, from a validated
 Hooks are told, in this order, per epoch: ``on_steps`` at every ``checkpoint_every_steps``
 boundary inside an epoch (after the pending metrics were checked), then, at the epoch's end (its
 record already in ``ls.history``), ``on_best`` when the eval loss reached a new minimum, then
-``on_epoch_end``. They get the *placed* state (device arrays, possibly replicated): copy what
-they keep (``Parallel.get_state`` + ``jax.device_get``), since the next step may reuse the
-buffers.
+``on_epoch_end``; ``on_steps`` also at the step where the run stops on a signal (see
+:class:`Engine`), before the loop raises the stop's exception. They get the *placed* state
+(device arrays, possibly replicated): copy what they keep (``Parallel.get_state`` +
+``jax.device_get``), since the next step may reuse the buffers.
 
 Non-finite guard: every step returns a ``finite`` flag; the host reads the flags of the steps
 since the last check at each log point (every ``log_every_steps``) and before any ``on_steps``
@@ -201,7 +202,13 @@ class _Guard:
 
 @dataclasses.dataclass
 class Engine:
-  """The compiled steps, loaders and settings of one run (what :func:`run_loop` reads)."""
+  """The compiled steps, loaders and settings of one run (what :func:`run_loop` reads).
+
+  ``stop``: asked after every step, ``stop(step) -> bool``; True means save and stop there (a
+  :class:`jaxcnn.train.faults.StopRequest`, which also makes the exception to raise with
+  ``stop.stopped(step)``). A host-side flag: it adds no device sync to the step. A stop due at
+  an epoch's last step waits for that epoch's evaluation and hooks.
+  """
   par: parallel_lib.Parallel
   p_train: Callable[..., Any]
   p_eval: Callable[..., Any]
@@ -211,17 +218,20 @@ class Engine:
   guard: _Guard
   say: Callable[[str], None]
   compile_seconds: float | None = None
+  stop: Any = None
+  stop_step: int | None = None
 
 
 def make_engine(par: parallel_lib.Parallel, settings: LoopSettings, train_loader: Any,
                 eval_loader: Any, *, label_smoothing: float = 0.0, loss_fn: LossFn | None = None,
-                logits_fn: LogitsFn | None = None) -> Engine:
-  """Compiles :func:`train_step` / :func:`eval_step` with the run's hooks for ``par``'s mode."""
+                logits_fn: LogitsFn | None = None, stop: Any = None) -> Engine:
+  """Compiles :func:`train_step` / :func:`eval_step` with the run's hooks for ``par``'s mode
+  (``stop``: see :class:`Engine`)."""
   p_train = par.compile_train(train_step, label_smoothing=float(label_smoothing),
                               loss_fn=loss_fn)
   p_eval = par.compile_eval(eval_step, logits_fn=logits_fn)
   return Engine(par, p_train, p_eval, train_loader, eval_loader, settings, _Guard(par),
-                printer(settings.verbose))
+                printer(settings.verbose), stop=stop)
 
 
 def train_epoch(engine: Engine, state: Any, ls: LoopState, epoch: int,
@@ -270,11 +280,21 @@ def train_epoch(engine: Engine, state: Any, ls: LoopState, epoch: int,
                         img_s=f"{ips:.0f}", refresh=False)
       t_log, steps_at_log = now, steps_run
     end_of_epoch = ls.step % st.steps_per_epoch == 0 or ls.step >= st.total_steps
-    if st.ckpt_every and ls.step % st.ckpt_every == 0 and not end_of_epoch and hooks:
+    saved = bool(st.ckpt_every and ls.step % st.ckpt_every == 0 and not end_of_epoch and hooks)
+    if saved:
       guard.flush(acc, st.images_per_step)  # never hand a hook a state we have not checked
       ls.partial = acc.state_dict()
       for hook in hooks:
         hook.on_steps(ls, state)
+    if engine.stop is not None and engine.stop(ls.step):
+      engine.stop_step = ls.step
+      if end_of_epoch:
+        break  # run_loop stops once this epoch is evaluated and its hooks have run
+      guard.flush(acc, st.images_per_step)
+      ls.partial = acc.state_dict()
+      if bar is not None:
+        bar.close()
+      _stop(engine, ls, state, [] if saved else hooks)
   guard.flush(acc, st.images_per_step)
   jax.block_until_ready(state)
   t_end = time.perf_counter()
@@ -348,7 +368,16 @@ def run_loop(engine: Engine, state: Any, ls: LoopState, hooks: Sequence[Hook] = 
     if ls.stopped_early:
       engine.say(f"early stopping: eval loss has not improved for {st.patience} evaluations; "
                  f"restoring epoch {ls.best_epoch}")
+    if engine.stop_step is not None:
+      _stop(engine, ls, state, hooks)
   return state
+
+
+def _stop(engine: Engine, ls: LoopState, state: Any, hooks: Sequence[Hook]) -> None:
+  """Tells ``hooks`` ``on_steps`` (a checkpoint of this step), then raises the stop."""
+  for hook in hooks:
+    hook.on_steps(ls, state)
+  raise engine.stop.stopped(ls.step)
 
 
 def test_record(ev: Mapping[str, Any], state: Any) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from jaxcnn._errors import brief
 from jaxcnn.train import average
 from jaxcnn.train import checkpoint as checkpoint_lib
 from jaxcnn.train import config as config_lib
+from jaxcnn.train import faults
 from jaxcnn.train import loop
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
@@ -262,13 +263,24 @@ class WorkdirLock:
 
 # -- the run's hooks ------------------------------------------------------------------------------
 
-def write_jsonl(path: pathlib.Path, records: Iterable[Mapping[str, Any]]) -> None:
-  """Writes ``records`` as JSON lines, atomically (a reader never sees half a file)."""
+def write_text_atomic(path: pathlib.Path, text: str) -> None:
+  """Writes ``text`` to ``path`` through ``<path>.tmp`` and a rename: a reader never sees half
+  a file, and a failed write (a full disk) leaves the previous file whole and no ``.tmp``; its
+  ``OSError`` names ``path``."""
   tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "w") as f:
-    for r in records:
-      f.write(json.dumps(r) + "\n")
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except OSError as e:
+    tmp.unlink(missing_ok=True)
+    e.filename = str(path)
+    raise
+
+
+def write_jsonl(path: pathlib.Path, records: Iterable[Mapping[str, Any]]) -> None:
+  """Writes ``records`` as JSON lines, atomically (see :func:`write_text_atomic`)."""
+  write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 class CheckpointHook(loop.Hook):
@@ -311,8 +323,13 @@ class Recorder(loop.Hook):
 
   def on_epoch_end(self, ls: loop.LoopState, record: dict[str, Any], ev: Any,
                    state: Any) -> None:
-    with open(self.workdir / "metrics.jsonl", "a") as f:
-      f.write(json.dumps(record) + "\n")
+    path = self.workdir / "metrics.jsonl"
+    try:
+      with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    except OSError as e:  # a full disk: say which file (a resume rewrites it whole)
+      e.filename = e.filename or str(path)
+      raise
     if self.board is not None:
       self.board.write(record)
     if self.plots and ev is not None:
@@ -382,22 +399,30 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
   with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
     check_resumable(config, workdir)
     if is_main:
-      (workdir / "config.json").write_text(config.to_json(indent=2) + "\n")
+      write_text_atomic(workdir / "config.json", config.to_json(indent=2) + "\n")
     return _run(config, workdir, par, is_main, tx=tx, init_fn=init_fn, averager=averager,
                 loss_fn=loss_fn, logits_fn=logits_fn, augment=augment)
 
 
-def _run(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_main: bool, *,
-         tx: Any, init_fn: Any, averager: Any, loss_fn: Any, logits_fn: Any,
-         augment: Any) -> TrainResult:
-  """The run itself, once the workdir is locked and checked (see :func:`train_and_evaluate`)."""
+def _run(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_main: bool,
+         **hooks: Any) -> TrainResult:
+  """The run itself, once the workdir is locked and checked (see :func:`train_and_evaluate`),
+  inside the guard that turns its faults into one-line errors (:mod:`jaxcnn.train.faults`: a
+  failed write, a stop signal, out of memory, a vanished workdir)."""
+  with faults.RunGuard(workdir, config, is_main=is_main) as guard:
+    return _train(config, workdir, par, is_main, guard, **hooks)
+
+
+def _train(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_main: bool,
+           guard: faults.RunGuard, *, tx: Any, init_fn: Any, averager: Any, loss_fn: Any,
+           logits_fn: Any, augment: Any) -> TrainResult:
   info = data_info(config)
   model = make_model(config, info.num_classes)
   input_shape = (1, *info.image_shape)
   if is_main:
     from jaxcnn import inspect  # pylint: disable=g-import-not-at-top
     summary = inspect.summary(model, input_shape, print_fn=None)
-    (workdir / "summary.txt").write_text(str(summary) + "\n")
+    write_text_atomic(workdir / "summary.txt", str(summary) + "\n")
 
   sharding = par.batch_sharding if par.mode == "mesh" else None
   train_loader, eval_loader = make_loaders(config, info, batch_sharding=sharding,
@@ -416,20 +441,25 @@ def _run(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_m
   try:
     restored = _restore(ckpt, state, workdir, verbose, settings.total_steps)
     state, ls = restored if restored is not None else (state, loop.LoopState())
-    hooks: list[loop.Hook] = [CheckpointHook(ckpt, par, config, settings.total_steps)]
+    # The watch first: nothing is written once the workdir has gone.
+    hooks: list[loop.Hook] = [guard.watch,
+                              CheckpointHook(ckpt, par, config, settings.total_steps)]
     if is_main:
       recorder = Recorder(workdir, config, info, ls.history)
       hooks.append(recorder)
     engine = loop.make_engine(par, settings, train_loader, eval_loader,
                               label_smoothing=config.label_smoothing, loss_fn=loss_fn,
-                              logits_fn=logits_fn)
+                              logits_fn=logits_fn, stop=guard.stop)
     try:
       state = loop.run_loop(engine, par.put_state(state), ls, hooks)
     except loop.NonFiniteError as e:
       raise _with_checkpoint(e, ckpt) from None
+    if guard.stop.requested:  # during the last evaluation: the final checkpoint is written
+      raise guard.stop.stopped(ls.step)
     final = par.get_state(state)
     if settings.patience and ls.best_epoch > 0 and ckpt.latest_step(best=True) is not None:
-      final, _ = ckpt.restore(final, best=True)
+      final = faults.restore_best_or_keep(ckpt, final,
+                                          say=engine.say if verbose else log.warning)
     test = None
     test_loader = make_test_loader(config, info, batch_sharding=sharding)
     if test_loader is not None:
@@ -464,23 +494,24 @@ def _with_checkpoint(e: loop.NonFiniteError,
 
 def _restore(ckpt: checkpoint_lib.Checkpointer, state: TrainState, workdir: pathlib.Path,
              verbose: bool, total_steps: int) -> tuple[TrainState, loop.LoopState] | None:
+  # Shown even with progress off (then as a warning): a resumed run must never pass for a fresh
+  # one.
+  say = loop.printer(verbose) if verbose else log.warning
   try:
-    restored = ckpt.restore(state)
-  except Exception as e:  # orbax's own errors are deep and long: say what it means instead
+    # The newest checkpoint that reads back; a damaged one is said so, and set aside.
+    restored = faults.restore_newest_intact(ckpt, state, say=say)
+  except checkpoint_lib.CheckpointMismatchError as e:
     raise ValueError(
         f"the checkpoint in {workdir / 'checkpoints'} does not fit this config's model and "
         f"optimiser ({brief(e)}); use a new --workdir, or the config it was "
         "written with") from None
   if restored is None:
     return None
-  state, meta = restored
+  state, meta, where = restored
   ls = loop.LoopState.from_meta(meta)
-  # Shown even with progress off (then as a warning): a resumed run must never pass for a fresh
-  # one.
-  say = loop.printer(verbose) if verbose else log.warning
   if ls.step >= total_steps or ls.stopped_early:
-    say(f"this run already finished at step {ls.step} ({ckpt.latest.directory}): nothing to "
+    say(f"this run already finished at step {ls.step} ({where.parent}): nothing to "
         "train; a larger num_epochs continues it, a new --workdir starts another")
   else:
-    say(f"resuming from step {ls.step} ({ckpt.latest.directory})")
+    say(f"resuming from step {ls.step} ({where.parent})")
   return state, ls
