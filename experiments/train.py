@@ -24,6 +24,7 @@ import jaxcnn.cpu
 from jaxcnn._errors import brief
 from jaxcnn.data import (DatasetNotFoundError, TensorFlowMissingError, check_splits_disjoint,
                          resolve_source)
+from experiments import _cli
 from jaxcnn import configs, recipes
 from jaxcnn.train import NonFiniteError, train_and_evaluate
 from jaxcnn.train import config as config_lib
@@ -141,9 +142,9 @@ def main(argv: list[str]) -> None:
     # absl's UsageError would print the whole module docstring above the one line that matters.
     _fail(f"unexpected positional argument(s) {argv[1:]}: every option is a flag, "
           "`--name=value` or `--config.<key>=<value>` (see --help)")
-  if not flags.FLAGS["verbosity"].present:
-    # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
-    logging.set_verbosity(logging.WARNING)
+  # TensorFlow's start-up notices and absl's INFO lines (orbax logs every save) stay off unless
+  # asked for (--verbosity); progress and epoch lines are printed anyway.
+  _cli.quiet_tensorflow()
   if _CPU_ACCELERATION.value:
     jaxcnn.cpu.enable()  # before JAX's first computation: XLA reads its flags when it starts
   workdir = None
@@ -171,7 +172,7 @@ def main(argv: list[str]) -> None:
           NonFiniteError) as e:
     if _TRACEBACK.value:
       raise
-    _fail(str(e))
+    _fail(_cli.in_flags(str(e)))
   except OSError as e:  # the file system said no (disk full, permissions, ...)
     if _TRACEBACK.value:
       raise
