@@ -85,7 +85,7 @@ class LoopState:
 
 @dataclasses.dataclass(frozen=True)
 class LoopSettings:
-  """The loop's numbers (:meth:`from_config`).
+  """The loop's numbers (:meth:`LoopSettings.from_config`).
 
   ``eval_every``: evaluate after every k-th epoch (and always after the last); ``ckpt_every``:
   call the ``on_steps`` hooks every k steps inside an epoch (0: never); ``patience``: stop after
@@ -172,7 +172,7 @@ def evaluate_loader(p_eval: Any, par: parallel_lib.Parallel, state: Any,
   return acc.compute()
 
 
-class _Guard:
+class Guard:
   """Pending per-step metrics (on device) and the host-side non-finite check."""
 
   def __init__(self, par: parallel_lib.Parallel):
@@ -208,7 +208,7 @@ class Engine:
   train_loader: Any
   eval_loader: Any
   settings: LoopSettings
-  guard: _Guard
+  guard: Guard
   say: Callable[[str], None]
   compile_seconds: float | None = None
 
@@ -220,7 +220,7 @@ def make_engine(par: parallel_lib.Parallel, settings: LoopSettings, train_loader
   p_train = par.compile_train(train_step, label_smoothing=float(label_smoothing),
                               loss_fn=loss_fn)
   p_eval = par.compile_eval(eval_step, logits_fn=logits_fn)
-  return Engine(par, p_train, p_eval, train_loader, eval_loader, settings, _Guard(par),
+  return Engine(par, p_train, p_eval, train_loader, eval_loader, settings, Guard(par),
                 printer(settings.verbose))
 
 

@@ -62,8 +62,9 @@ class TrainState(train_state.TrainState):
 
   @property
   def eval_variables(self) -> dict[str, Any]:
-    """Variables for evaluation: the averager's when there is one, else the slow params under
-    ``optax.lookahead``, else the training ones."""
+    """The variables evaluation uses (``{'params': ..., **collections}``): the averager's
+    when there is one, else the slow params under ``optax.lookahead``, else the training
+    ones."""
     params = (self.params.slow if isinstance(self.params, optax.LookaheadParams)
               else self.params)
     variables = {"params": params, **self.collections}
