@@ -8,6 +8,8 @@ Modules, one concern each:
   * :mod:`jaxcnn.shapes` — shape and parameter arithmetic, and the model summary.
   * :mod:`jaxcnn.layers` — Flax Linen modules over the functional ops.
   * :mod:`jaxcnn.models` — the course's networks, by name.
+  * :mod:`jaxcnn.nnx` — the layers and the models as Flax NNX modules, trained by the same
+    engine.
 """
 
 __version__ = "0.1.0"
