@@ -126,6 +126,7 @@ def _schedules() -> tuple[str, ...]:
 
 
 PARALLEL_MODES = ("none", "pmap", "mesh")
+MODEL_APIS = ("linen", "nnx")
 DTYPES = ("float32", "bfloat16", "auto")
 LOADERS = ("device", "stream")
 NORMALIZATIONS = ("dataset", "unit")
@@ -171,6 +172,9 @@ class Config:
   model_kwargs: Mapping[str, Any] = _key(
       types.MappingProxyType({}), "the model factory's keyword arguments "
       "(`--config.model_kwargs.hidden=512`: declare them in the config file)", _mapping)
+  model_api: str = _key("linen", "the model's front end: 'linen' (jaxcnn.models) | 'nnx' (the "
+                        "same model as a Flax NNX module of jaxcnn.nnx layers; same initial "
+                        "variables, same checkpoints)", _choice(MODEL_APIS))
   seed: int = _key(0, "initialisation, data order, augmentation and dropout", _int(0))
   batch_size: int = _key(32, "the global batch (all devices, all processes)", _int(1))
   eval_batch_size: int = _key(0, "the evaluation batch (0: batch_size)", _int(0))

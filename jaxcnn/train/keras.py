@@ -7,9 +7,12 @@ as given (already preprocessed); **uint8 images are scaled to [0, 1]** (``x / 25
 ``fit``, ``evaluate`` and ``predict`` alike. Labels are checked on the host: a non-integer or
 out-of-range label is an error naming the first bad value and its index.
 
-Flax modules hold no weights, so where Keras mutates the model these functions pass the
+Linen modules hold no weights, so where Keras mutates the model these functions pass the
 :class:`~jaxcnn.train.TrainState` around: ``fit`` returns a :class:`History` (a dict of
-per-epoch lists, like Keras's ``History.history``) whose ``.state`` is the trained state.
+per-epoch lists, like Keras's ``History.history``) whose ``.state`` is the trained state. An
+NNX module (``flax.nnx``, e.g. from :mod:`jaxcnn.nnx`) holds its weights, so ``fit`` also
+writes the trained variables back into it, as Keras and ``nnx.Optimizer`` do, and
+``evaluate`` / ``predict`` take the module itself.
 
 >>> import numpy as np
 >>> from jaxcnn import models
@@ -40,7 +43,7 @@ from jaxcnn.train import config as config_lib
 from jaxcnn.train import loop
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
-from jaxcnn.train.state import TrainState
+from jaxcnn.train.state import TrainState, as_linen, is_nnx_module
 from jaxcnn.train.steps import eval_step, predict_step
 
 
@@ -240,7 +243,7 @@ def _keras_logs(record: dict[str, Any]) -> dict[str, float]:
 # the batch size and the epochs as arguments, and writes nothing).
 _NOT_FIT_KEYS = ("model", "model_kwargs", "data", "batch_size", "eval_batch_size", "num_epochs",
                  "distributed", "plots", "checkpoint_every_epoch", "checkpoint_every_steps",
-                 "async_checkpoints", "progress", "tensorboard", "recipe", "dtype")
+                 "async_checkpoints", "progress", "tensorboard", "recipe", "dtype", "model_api")
 
 
 def fit_keys() -> tuple[str, ...]:
@@ -313,8 +316,12 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
   best state for early stopping is kept in memory.
 
   Args:
-    model: a Flax module with ``__call__(x, train)``, or a registered model name
-      (``'tutorial_cnn'``: :func:`jaxcnn.models.get_model` with ``num_classes``, default 10).
+    model: a Linen module with ``__call__(x, train)``, a registered model name
+      (``'tutorial_cnn'``: :func:`jaxcnn.models.get_model` with ``num_classes``, default 10), or
+      an NNX module (``nnx.Module`` whose call returns logits; dropout and BatchNorm following
+      ``train()`` / ``eval()``): trained from its current variables with the same train step
+      (:func:`jaxcnn.nnx.linen_view`), and updated in place at the end with the returned
+      state's evaluation variables (the best epoch's with ``patience``).
     train_data: a loader or ``(x, y)`` arrays (shuffled each epoch, last partial batch dropped):
       ``x: [N, H, W, C]`` float (used as given) or uint8 (scaled to [0, 1]), ``y: [N]`` integer
       class indices.
@@ -346,6 +353,7 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
   if isinstance(model, str):
     from jaxcnn import models  # pylint: disable=g-import-not-at-top
     model = models.get_model(model, num_classes=num_classes or 10)
+  nnx_module = model if is_nnx_module(model) else None
   cfg, tx = _fit_config(config, config_values, epochs, optimizer)
   if cfg.patience and validation_data is None:
     raise ValueError(f"`patience` (={cfg.patience}) needs `validation_data`")
@@ -390,6 +398,9 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
     final = jax.device_put(hooks.best)
   history = History.from_records(ls.history)
   history.state = final
+  if nnx_module is not None:
+    from jaxcnn import nnx as jnnx  # pylint: disable=g-import-not-at-top
+    jnnx.update_module(nnx_module, final)
   if test is not None:
     history.test = loop.test_record(loop.evaluate_loader(engine.p_eval, par,
                                                          par.put_state(final), test), final)
@@ -398,12 +409,20 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
 
 
 def _as_state(state: Any) -> TrainState:
-  """``state``, or the state of a :class:`History`; anything else (a model) is an error."""
+  """``state``, the state of a :class:`History`, or an NNX module's variables as a state;
+  anything else (a Linen model) is an error."""
   if isinstance(state, History):
     return state.state
+  if is_nnx_module(state):
+    view = as_linen(state)
+    variables = dict(view.variables)
+    params = variables.pop("params", {})
+    return TrainState(step=np.int32(0), apply_fn=view.apply, params=params, tx=None,
+                      opt_state=None, collections=variables)
   if not isinstance(state, TrainState):
     raise TypeError(f"`state` (=a {type(state).__name__}) must be the TrainState that fit "
-                    "returned (history.state) or the History itself, not the model")
+                    "returned (history.state), the History itself, or an NNX module, not a "
+                    "Linen model")
   return state
 
 
@@ -419,7 +438,8 @@ def evaluate(state: TrainState, data: Any, *, batch_size: int = 256,
              logits_fn: Any = None) -> dict[str, Any]:
   """Eval metrics of ``state`` on a loader or ``(x, y)``, like ``keras.Model.evaluate``.
 
-  ``state``: the ``TrainState`` (``history.state``) or the :class:`History` ``fit`` returned.
+  ``state``: the ``TrainState`` (``history.state``), the :class:`History` ``fit`` returned,
+  or an NNX module (evaluated with its current variables, in eval mode).
   Returns ``{'loss', 'accuracy', 'top5', 'count', 'confusion': [K, K] int}``; every example
   counts exactly once (the padded last batch is masked). ``logits_fn``: as in
   :func:`jaxcnn.train.eval_step` (e.g. ``functools.partial(tta_logits, flip=True)``).

@@ -108,6 +108,17 @@ def make_model(config: Config, num_classes: int):
                           **dict(config.model_kwargs))
 
 
+def nnx_apply_fn(model: Any, input_shape: tuple[int, ...], state: TrainState, seed: int) -> Any:
+  """``model_api='nnx'``: the ``apply_fn`` of ``model``'s NNX twin (:func:`jaxcnn.nnx.from_linen`)
+  holding the initial variables of ``state``, so a run computes with the NNX layers from the very
+  variables (and to the very checkpoints) of the Linen run with the same seed."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from jaxcnn import nnx as jnnx  # pylint: disable=g-import-not-at-top
+  twin = jnnx.from_linen(model, input_shape, rngs=nnx.Rngs(seed),
+                         variables=jax.device_get(state.variables))
+  return jnnx.linen_view(twin).apply
+
+
 def data_info(config: Config) -> Any:
   """``jaxcnn.data.DATASETS[config.data.name]``: classes, image shape, class names."""
   from jaxcnn import data  # pylint: disable=g-import-not-at-top
@@ -161,8 +172,10 @@ def make_test_loader(config: Config, info: Any, *, batch_sharding: Any = None) -
 # -- resume rules ---------------------------------------------------------------------------------
 
 # Keys that may change between a run and its resumption without changing what is computed.
+# `model_api` too: the NNX model has the Linen model's variables, so their checkpoints are one.
 RESUMABLE_CHANGES = ("progress", "log_every_steps", "checkpoint_every_steps", "async_checkpoints",
-                     "plots", "checkpoint_every_epoch", "data.test_split", "tensorboard")
+                     "plots", "checkpoint_every_epoch", "data.test_split", "tensorboard",
+                     "model_api")
 # The learning rate may change too: the recovery from a diverged run is to resume its last good
 # checkpoint with a smaller rate. Nothing saved depends on the rate (optax keeps moments and
 # counts, and the schedule is rebuilt from the config), so the run continues the same trajectory
@@ -410,6 +423,8 @@ def _run(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_m
                                            config.batch_size, verbose=verbose)
   state = loop.init_state(model, config, input_shape, train_loader, settings, tx=tx,
                           init_fn=init_fn, averager=averager)
+  if config.model_api == "nnx":
+    state = state.replace(apply_fn=nnx_apply_fn(model, input_shape, state, config.seed))
 
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints", async_save=config.async_checkpoints)
   recorder = None
