@@ -238,8 +238,8 @@ def summary(
     raise ValueError(f"`input_shape` (={input_shape!r}) must be a sequence of positive ints")
   if name is not None and (not isinstance(name, str) or not name):
     raise ValueError(f"`name` (={name!r}) must be a non-empty string or None")
-  default_name = _name(model)
   model, _ = _linen_face(model, None)
+  default_name = _name(model)
 
   calls: list[tuple[tuple[str, ...], str, tuple[int, ...], int, tuple[int, ...]]] = []
   open_layers: list[Any] = []

@@ -140,8 +140,8 @@ def test_layer_input_errors_are_one_line():
   with pytest.raises(ValueError, match=r"^Conv: got x of shape \(1, 8, 8, 1\) \(1 input "
                                        r"channels\), but it was built for in_features=3$"):
     conv(jnp.ones((1, 8, 8, 1)))
-  with pytest.raises(ValueError, match=r"^Conv: built for 2-D inputs \(kernel_size \(3, 3\)\), got x of "
-                                       r"shape \(1, 8, 3\) \(rank 3\)"):
+  with pytest.raises(ValueError, match=r"^Conv: `x` must be \[B, H, W, C\], got shape \(1, 8, 3\) "
+                                       r"\(rank 3\); this Conv was built for 2-D inputs"):
     conv(jnp.ones((1, 8, 3)))
   with pytest.raises(ValueError, match=r"in_features=5$"):
     jnnx.Dense(5, 2, rngs=_r())(jnp.ones((2, 4)))

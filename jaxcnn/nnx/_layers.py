@@ -51,6 +51,7 @@ from flax import nnx
 from flax.linen.dtypes import promote_dtype
 
 from jaxcnn import functional as F
+from jaxcnn import _checks
 from jaxcnn import layers as L
 from jaxcnn import shapes
 from jaxcnn.nnx import _compat
@@ -112,8 +113,7 @@ def _frozen(value: Any) -> Any:
 
 
 def _check_in(layer: str, name: str, value: Any) -> int:
-  L._check_int(layer, name, value)  # pylint: disable=protected-access
-  return int(value)
+  return _checks.positive_int(value, name, where=layer)
 
 
 def _params_key(rngs: Any, layer: str) -> jax.Array:
@@ -218,9 +218,7 @@ class Conv(Layer):
     self.check()
     if isinstance(self.kernel_size, int):
       self.kernel_size = (self.kernel_size,) * 2
-    if self.in_features % groups:
-      raise ValueError(f"Conv `in_features` (={in_features}) must be divisible by `groups` "
-                       f"(={groups})")
+    _checks.divisible(self.in_features, "in_features", groups, "`groups`", where="Conv")
     key = _params_key(rngs, "Conv")
     self.kernel = _param(kernel_init, key, (*self.kernel_size, self.in_features // groups,
                                              features), param_dtype)
@@ -238,10 +236,8 @@ class Conv(Layer):
     del train
     n = len(self.kernel_size)
     with self._named_errors():
-      if x.ndim != n + 2:
-        raise ValueError(f"built for {n}-D inputs (kernel_size {self.kernel_size}), got x of "
-                         f"shape {tuple(x.shape)} (rank {x.ndim}); pass [B, *spatial, C] with "
-                         f"{n} spatial dimensions")
+      _checks.rank(x, n + 2, fix=f"this Conv was built for {n}-D inputs (kernel_size "
+                                 f"{self.kernel_size})")
       if x.shape[-1] != self.in_features:
         raise ValueError(f"got x of shape {tuple(x.shape)} ({x.shape[-1]} input channels), but "
                          f"it was built for in_features={self.in_features}")
