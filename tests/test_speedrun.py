@@ -257,8 +257,15 @@ def test_tiny_speedrun_whitening_from_data_and_frozen_through_training(tiny_runs
   images = data_lib.normalize(jnp.asarray(train["image"][:n]), runner.mean, runner.std)
   expected = whitening_kernel(images, eps=cfg.recipe.whiten_eps)
   trained = first.state.params["whiten"]
-  # From the data (the jitted init and this eager call differ in float rounding only) ...
-  np.testing.assert_allclose(np.asarray(trained["kernel"]), np.asarray(expected), atol=1e-4)
+  # From the data (the jitted init and this eager call differ in float rounding only) ... The
+  # filters are eigenvectors of the patch covariance S, which for random images is close to
+  # the identity: rounding rotates them inside near-degenerate eigenspaces (by ~1e-4 here), so
+  # compare the basis-free K K^T = 2 (S + eps)^-1 instead of the filters one by one.
+  def gram(kernel):
+    k = np.asarray(kernel, np.float64).reshape(-1, kernel.shape[-1])
+    return k @ k.T
+
+  np.testing.assert_allclose(gram(trained["kernel"]), gram(expected), rtol=2e-5, atol=2e-5)
   # ... and bit for bit the kernel the run's whitening init set: training left it alone.
   start = runner.init_state(0)
   whitened = runner._whiten({"params": start.params, **start.collections},
