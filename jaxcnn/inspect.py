@@ -549,8 +549,9 @@ def guided_backprop(model: nn.Module, variables: Mapping[str, Any], x: Array, ta
   ``mode='guided'``: :func:`guided_relu` (guided backpropagation); ``'deconvnet'``:
   :func:`deconv_relu` (Zeiler & Fergus' deconvnet view). ReLUs are the fused ``'relu'``
   activations of jaxcnn layers and ``Activation('relu')`` layers; a plain ``jax.nn.relu``
-  function in a ``Sequential`` is not a module and keeps its ordinary gradient. Returns
-  ``[B, *spatial, C]``.
+  function in a ``Sequential`` is not a module and keeps its ordinary gradient. Max pools
+  send each window's signal to one cell, its first maximum (the deconvnet's "switches"; see
+  :func:`jaxcnn.functional.max_pool`), ties included. Returns ``[B, *spatial, C]``.
   """
   relus = {"guided": guided_relu, "deconvnet": deconv_relu}
   if mode not in relus:
@@ -604,32 +605,44 @@ def occlusion(model: nn.Module, variables: Mapping[str, Any], x: Array, target: 
   """Occlusion sensitivity (Zeiler & Fergus 2014): the drop of the target logit when a
   ``patch x patch`` square is set to ``value``, at every position on a ``stride`` grid.
 
-  All positions are evaluated with ``vmap`` (``lax.map`` over chunks of ``batch_size``
-  positions), not a Python loop. Returns ``[B, n_h, n_w]`` with
-  ``n = (size - patch) // stride + 1``; entry ``[b, i, j]`` is
-  ``logit(x_b) - logit(x_b occluded at rows i*stride..., cols j*stride...)``, so a patch the
-  model ignores gives exactly 0 and a positive value marks evidence for the target.
+  All positions are evaluated with ``vmap`` (``lax.map`` over chunks of at most ``batch_size``
+  positions; ``None``: one position at a time), not a Python loop. Returns ``[B, n_h, n_w]``
+  with ``n = (size - patch) // stride + 1``; entry ``[b, i, j]`` is
+  ``logit(x_b) - logit(x_b occluded at rows i*stride..., cols j*stride...)``, so a positive
+  value marks evidence for the target. The unoccluded ``logit(x_b)`` is one more position of
+  the same chunked program (a patch outside the image), and every chunk has the same size, so
+  a patch the model ignores gives exactly 0, not the rounding difference between two
+  differently shaped computations of the same logit.
   """
   x = jnp.asarray(x)
   _checks.rank(x, 4, where="occlusion")
   patch = _checks.positive_int(patch, "patch")
   stride = patch if stride is None else _checks.positive_int(stride, "stride")
+  if batch_size is not None:
+    batch_size = _checks.positive_int(batch_size, "batch_size")
   h, w = x.shape[1:3]
   if patch > min(h, w):
     raise ValueError(f"`patch` (={patch}) must fit in the image ({h}x{w})")
   rows = np.arange(0, h - patch + 1, stride)
   cols = np.arange(0, w - patch + 1, stride)
-  pos = jnp.asarray(np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2))
+  grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
+  # Position (h, w) occludes nothing: first, and as padding that makes every chunk full.
+  n = len(grid) + 1
+  chunks = 1 if batch_size is None else -(-n // batch_size)
+  chunk = None if batch_size is None else -(-n // chunks)
+  pad = 0 if batch_size is None else chunks * chunk - n
+  nothing = np.array([[h, w]])
+  pos = jnp.asarray(np.concatenate([nothing, grid, np.repeat(nothing, pad, axis=0)]))
   logit = lambda z: _target_logits(_apply(model, variables, z, _Tap(record=False)), target)
-  base = logit(x)
   ii = jnp.arange(h)[:, None]
   jj = jnp.arange(w)[None, :]
 
-  def drop(p):
+  def occluded_logit(p):
     inside = ((ii >= p[0]) & (ii < p[0] + patch) & (jj >= p[1]) & (jj < p[1] + patch))
-    return base - logit(jnp.where(inside[None, :, :, None], jnp.asarray(value, x.dtype), x))
+    return logit(jnp.where(inside[None, :, :, None], jnp.asarray(value, x.dtype), x))
 
-  drops = lax.map(drop, pos, batch_size=batch_size)  # [P, B]
+  logits = lax.map(occluded_logit, pos, batch_size=chunk)  # [1 + P + pad, B]
+  drops = logits[0][None] - logits[1:n]
   return drops.T.reshape(x.shape[0], len(rows), len(cols))
 
 

@@ -429,7 +429,7 @@ def test_whitening_kernel_whitens_the_patch_covariance():
   for eps, expected in ((1e-7, np.ones(12)), (0.05, lam / (lam + 0.05))):
     kernel = np.asarray(models.whitening_kernel(x, eps=eps), np.float64)
     assert kernel.shape == (2, 2, 3, 24)
-    np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])
+    np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])  # negated copies
     z = p @ kernel[..., :12].reshape(12, 12)  # the conv's response to every patch
     np.testing.assert_allclose(z.T @ z / len(z), np.diag(expected), atol=2e-3)
 
@@ -438,7 +438,7 @@ def test_whitening_conv_is_frozen_and_init_whitening_sets_it():
   model = _tiny("speednet")
   x = _correlated_images(4, 32)
   variables = models.init_whitening(_numpy_variables(model), x)
-  np.testing.assert_array_equal(variables["params"]["whiten"]["kernel"],
+  np.testing.assert_array_equal(variables["params"]["whiten"]["kernel"],  # the same call
                                 models.whitening_kernel(x))
 
   def loss(params):
