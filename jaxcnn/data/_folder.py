@@ -117,7 +117,10 @@ def open_image(data: bytes | str, name: str):
   """A PIL image of ``data`` (bytes, or a path), or a ValueError naming ``name``."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   try:
-    img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+    if not isinstance(data, bytes):
+      with open(data, "rb") as f:  # read whole: PIL keeps a multi-frame file (GIF) open
+        data = f.read()
+    img = Image.open(io.BytesIO(data))
     img.load()
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f"cannot decode image file {name!r}: {type(e).__name__}: {e}") from None

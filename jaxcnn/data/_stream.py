@@ -3,7 +3,8 @@ threads, a few batches ahead, and normalise on the device.
 
 :class:`HostLoader` reads examples by index from a random-access source (files of a folder, a
 tfds ``data_source`` (ArrayRecord), or arrays): nothing but the batches in flight is held, so its
-memory is about ``(prefetch + 2) * batch_size`` decoded images, whatever the dataset's size.
+memory is about ``(prefetch + 1) * batch_size`` output images plus one full-size decoded
+image per thread, whatever the dataset's size.
 
 Order and augmentation are a pure function of ``(seed, epoch, step)``:
   * epoch ``e`` visits the examples in ``permutation(N)`` drawn from ``(seed, e)``;
@@ -324,13 +325,15 @@ class HostLoader:
         images, labels, mask, futures = pending.popleft()
         for f in futures:
           f.result()
-        if next_step < self.steps_per_epoch:
-          submit(next_step)
-          next_step += 1
         batch = {"image": self._normalize(images), "label": jnp.asarray(labels)}
         if not self.drop_remainder:
           batch["mask"] = jnp.asarray(mask)
         yield batch
+        # Submitted once the consumer is done with this batch: `prefetch` batches are made
+        # while it works on one, and no more are held.
+        if next_step < self.steps_per_epoch:
+          submit(next_step)
+          next_step += 1
     finally:
       pool.shutdown(wait=True, cancel_futures=True)
 

@@ -55,17 +55,17 @@ def import_tfds_any():
   return tfds
 
 
-def check_name(name: str) -> None:
+def check_name(name: str, key: str = "name") -> None:
   """Raises a one-line ValueError unless ``name`` is a registered tfds dataset (with the
-  closest names)."""
+  closest names); ``key`` is the argument's name in the message."""
   tfds = import_tfds_any()
   known = tfds.list_builders(with_community_datasets=False)
   base = name.split(":", 1)[0].split("/", 1)[0]
   if base not in known:
     close = difflib.get_close_matches(base, known, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(f"unknown dataset `name` (={name!r}): not cifar10, mnist or 'folder', nor a "
-                     f"tfds dataset{hint}")
+    raise ValueError(f"unknown dataset `{key}` (={name!r}): not cifar10, mnist or 'folder', nor "
+                     f"a tfds dataset{hint}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -421,6 +421,9 @@ def _check_dataset(data: DataConfig) -> None:
   """How ``data.name`` and ``data.image_folder`` go together (jaxcnn.data.dataset_kind), and
   the keys each kind of dataset takes."""
   from jaxcnn.data import _datasets  # pylint: disable=g-import-not-at-top
+  if data.name == _datasets.FOLDER and not data.image_folder:
+    raise ValueError("`data.name` (='folder') needs `data.image_folder`: the folder of "
+                     "`<class>/<image>` folders to read")
   kind = _datasets.dataset_kind(data.name, data.image_folder)
   if data.validation_split and kind != "folder":
     raise ValueError(f"`data.validation_split` (={data.validation_split}) splits a folder of "
@@ -437,7 +440,7 @@ def _check_dataset(data: DataConfig) -> None:
   if kind == "tfds":
     try:
       from jaxcnn.data import _tfds_any  # pylint: disable=g-import-not-at-top
-      _tfds_any.check_name(data.name)
+      _tfds_any.check_name(data.name, "data.name")
     except ImportError:
       raise ValueError(f"`data.name` (={data.name!r}) is not cifar10, mnist or 'folder' (with "
                        "`data.image_folder`); other names are tfds datasets, which need "
