@@ -60,24 +60,6 @@ def _spec(image_size: Any, color_mode: str, crop_to_aspect_ratio: bool,
                    crop_to_aspect_ratio, interpolation)
 
 
-_scans: dict[tuple, FolderFiles] = {}
-
-
-def _scan(image_folder: Any, split: str | None) -> FolderFiles:
-  """:func:`_folder.scan_folder`, remembered while the folder and its class folders keep their
-  modification times (a run lists its folder for its info, train and eval loaders once)."""
-  root = os.path.abspath(os.path.expanduser(os.fspath(image_folder)))
-  try:
-    top = os.path.join(root, split) if split and os.path.isdir(os.path.join(root, split)) else root
-    stamp = tuple((e.name, e.stat().st_mtime_ns) for e in os.scandir(top) if e.is_dir())
-    key = (root, split, os.stat(top).st_mtime_ns, stamp)
-  except OSError:
-    return _folder.scan_folder(root, split=split)
-  if key not in _scans:
-    _scans[key] = _folder.scan_folder(root, split=split)
-  return _scans[key]
-
-
 def folder_files(image_folder: Any, split: str = "train", *, validation_split: float = 0.0,
                  subset: str = "training", seed: int = 0) -> FolderFiles:
   """The files of one split of a folder of images.
@@ -89,7 +71,7 @@ def folder_files(image_folder: Any, split: str = "train", *, validation_split: f
   (:func:`_folder.interleave`), so every slice holds every class in proportion.
   """
   spec = parse_split(split)
-  files = _scan(image_folder, spec.name)
+  files = _folder.scan_folder(image_folder, split=spec.name)
   if validation_split:
     return _folder.split_files(files, validation_split, subset, seed)
   files = _folder.interleave(files)

@@ -212,6 +212,9 @@ def _class_root(directory: str, split: str | None) -> str:
   return directory
 
 
+_scans: dict[tuple, FolderFiles] = {}
+
+
 def scan_folder(directory: str | os.PathLike, *, split: str | None = None,
                 verify: bool = True, num_threads: int | None = None) -> FolderFiles:
   """Lists the images of ``directory/<class>/...`` (or ``directory/<split>/<class>/...``).
@@ -233,8 +236,24 @@ def scan_folder(directory: str | os.PathLike, *, split: str | None = None,
     >>> files.class_names, len(files)  # doctest: +SKIP
     (('cat', 'dog'), 1200)
   """
-  directory = os.path.expanduser(os.fspath(directory))
+  directory = os.path.abspath(os.path.expanduser(os.fspath(directory)))
   root = _class_root(directory, split)
+  # Remembered while the folder and its class folders keep their modification times: a run
+  # lists its folder for its statistics, train and eval loaders once.
+  try:
+    key = (root, verify, os.stat(root).st_mtime_ns,
+           tuple((e.name, e.stat().st_mtime_ns) for e in os.scandir(root) if e.is_dir()))
+  except OSError:
+    key = None
+  if key is not None and key in _scans:
+    return _scans[key]
+  files = _scan(root, verify, num_threads)
+  if key is not None:
+    _scans[key] = files
+  return files
+
+
+def _scan(root: str, verify: bool, num_threads: int | None) -> FolderFiles:
   entries = sorted(e for e in os.listdir(root) if not e.startswith("."))
   class_dirs = [e for e in entries if os.path.isdir(os.path.join(root, e))]
   loose = [e for e in entries if e.lower().endswith(IMAGE_FORMATS)
