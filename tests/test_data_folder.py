@@ -211,3 +211,9 @@ def test_train_and_evaluate_on_a_folder(folder, tmp_path):
   config.plots = False
   result = train_and_evaluate(config, tmp_path / "wd")
   assert len(result.history) == 1 and result.history[0]["eval_loss"] is not None
+
+
+def test_chunked_statistics_equal_the_whole_arrays():
+  x = np.random.default_rng(0).integers(0, 256, (70, 5, 4, 3), dtype=np.uint8)
+  got = _folder.chunked_mean_std(lambda idx: x[idx], np.arange(70), chunk=16)
+  np.testing.assert_allclose(got, data.compute_mean_std(x), rtol=1e-9)

@@ -31,7 +31,7 @@ def test_info_from_metadata_and_cached_statistics(name, monkeypatch):
     assert info.image_shape == (shape or (24, 24, 3))
     assert len(info.mean) == info.image_shape[-1] and min(info.std) > 0
     # Computed once: a second call reads the cache.
-    monkeypatch.setattr(_tfds_any, "compute_mean_std",
+    monkeypatch.setattr(_tfds_any, "chunked_mean_std",
                         lambda *a, **k: pytest.fail("statistics recomputed"))
     assert data.dataset_info(name, image_size=size).mean == info.mean
 

@@ -439,10 +439,28 @@ def folder_stats(files: FolderFiles, spec: ImageSpec, *,
     idx = sample_indices(len(files))
     if images is not None and len(images) == len(files):
       return compute_mean_std(images[idx])
-    return compute_mean_std(decode_files([files.files[i] for i in idx], spec,
-                                         num_threads=num_threads))
+    return chunked_mean_std(
+        lambda chunk: decode_files([files.files[i] for i in chunk], spec,
+                                   num_threads=num_threads), idx)
 
   return cached_stats(key, compute, cache_dir)
+
+
+def chunked_mean_std(decode: Callable[[np.ndarray], np.ndarray], indices: np.ndarray,
+                     chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """:func:`jaxcnn.data.compute_mean_std` of ``decode(indices)``, ``chunk`` images at a time,
+  so the memory it needs does not grow with the number of images."""
+  total = total_sq = None
+  n = 0
+  for lo in range(0, len(indices), chunk):
+    x = decode(indices[lo:lo + chunk]).astype(np.float64)
+    x = x.reshape(-1, x.shape[-1]) / 255.0
+    s, sq = x.sum(0), (x * x).sum(0)
+    total, total_sq = (s, sq) if total is None else (total + s, total_sq + sq)
+    n += x.shape[0]
+  mean = total / n
+  std = np.sqrt(np.maximum(total_sq / n - mean * mean, 0.0))
+  return tuple(float(m) for m in mean), tuple(float(v) for v in std)
 
 
 def interleave(files: FolderFiles) -> FolderFiles:

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from jaxcnn._errors import brief
-from jaxcnn.data._folder import ImageSpec, cached_stats, sample_indices, to_array
-from jaxcnn.data._info import DatasetInfo, DatasetNotFoundError, compute_mean_std
+from jaxcnn.data._folder import (ImageSpec, cached_stats, chunked_mean_std, sample_indices,
+                                 to_array)
+from jaxcnn.data._info import DatasetInfo, DatasetNotFoundError
 from jaxcnn.data._split import parse_split, resolve_split
 from jaxcnn.data._stream import RecordSource
 
@@ -196,8 +197,8 @@ def tfds_stats(name: str, spec: ImageSpec, *, train_split: str = "train",
 
   def compute():
     source = tfds_source(name, train_split, data_dir=data_dir, download=download, meta=meta)
-    images, _ = _read(source, sample_indices(len(source)), spec)
-    return compute_mean_std(images)
+    return chunked_mean_std(lambda chunk: _read(source, chunk, spec)[0],
+                            sample_indices(len(source)))
 
   return cached_stats(f"tfds-{safe}-{key.hexdigest()[:12]}", compute, cache_dir)
 
