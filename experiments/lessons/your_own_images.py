@@ -15,20 +15,21 @@ not an image. Then
   with one warning), holds out 20% of the files for validation, resizes every image to 48x48 and
   normalises with the training images' statistics;
 * the Keras tutorial CNN (``tutorial_cnn`` with 4 outputs) trains with ``jaxcnn.train.fit`` (Adam
-  1e-3, batch 32, random flips), validated every epoch;
+  1e-3, batch 32, random crops of 4 px and flips on the device), validated every epoch;
 * the validation images are shown with the predicted and true class names, taken from the
-  folders.
+  folders, the misclassified ones first.
 
-``--quick``: 12 images per class, 32x32, 2 epochs (seconds; CI runs it). The full run: 100
-images per class, 48x48, 12 epochs.
+``--quick``: 12 images per class, 32x32, 2 epochs (seconds; CI runs it). The full run: 250
+images per class (800 to train, 200 to validate), 48x48, 15 epochs.
 
 Prints the folder's classes and sizes, the split, each epoch, and the validation accuracy.
 Draws the images as they are on disk (their sizes and formats), the training curves, and the
 validation predictions.
 
-Measured (full run, seed 0, 2-core CPU shared with other work): see ``index.md`` of a run; the
-shapes are easy, so the validation accuracy should climb well above chance (25%) within the
-12 epochs.
+Measured (full run, seed 0, jax 0.10.2 on the 2-core CPU): 96.5% validation accuracy after 15
+epochs (chance 25%). With 100 images per class, 12 epochs and flips only, the same network
+reached 37.5% while its training accuracy climbed to 74%: too few images of shapes in random
+colours, and it learns the colours.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   """Makes the folder (or reads ``image_folder``), trains on it and shows predictions."""
   out = pathlib.Path(out)
   figures: list = []
-  per_class, size, epochs = (12, 32, 2) if quick else (100, 48, 12)
+  per_class, size, epochs = (12, 32, 2) if quick else (250, 48, 15)
   folder = pathlib.Path(image_folder) if image_folder else make_folder(out / "my_images",
                                                                        per_class, seed)
   logging.getLogger("jaxcnn.data._folder").setLevel(logging.WARNING)
@@ -121,7 +122,7 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
 
   train, val = data.image_folder_dataset(folder, image_size=(size, size), validation_split=0.2,
                                          subset="both", seed=seed, batch_size=32,
-                                         augment=("flip",))
+                                         augment=("crop", "flip"))
   print(f"training on {train.num_examples} images, validating on {val.num_examples} "
         f"(validation_split=0.2, seed={seed}); classes {train.class_names}")
   model = get_model("tutorial_cnn", num_classes=len(train.class_names))
@@ -145,16 +146,18 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   pred = predict(history.state, x).argmax(-1)
   n = min(24, len(x))
   names = train.class_names
-  fig = plots.image_grid(x[:n], [f"{names[pred[i]]}\n({names[y[i]]})" for i in range(n)],
+  shown = np.concatenate([np.flatnonzero(pred != y), np.flatnonzero(pred == y)])[:n]
+  fig = plots.image_grid(x[shown], [f"{names[pred[i]]}\n({names[y[i]]})" for i in shown],
                          ncols=8, cell=1.5,
                          suptitle="validation images: predicted (true); green right, red wrong")
-  for ax, i in zip(fig.axes, range(n)):
+  for ax, i in zip(fig.axes, shown):
     ax.title.set_color("#2a7d2a" if pred[i] == y[i] else "#c00000")
     ax.title.set_fontweight("bold")
   _common.save(fig, out, "predictions.png",
-               f"The first {n} validation images as the network sees them ({size}x{size}, "
-               "colours rescaled for display) with the predicted class and, in brackets, the "
-               "true one, both named after the folders: green when right, red when wrong.",
+               f"{n} validation images as the network sees them ({size}x{size}, colours "
+               "rescaled for display), the misclassified ones first, with the predicted class "
+               "and, in brackets, the true one, both named after the folders: green when "
+               "right, red when wrong.",
                figures)
   results = {"images": len(files), "skipped_files": len(files.skipped),
              "classes": len(names), "train_images": train.num_examples,
