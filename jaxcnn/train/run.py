@@ -120,9 +120,58 @@ def nnx_apply_fn(model: Any, input_shape: tuple[int, ...], state: TrainState, se
 
 
 def data_info(config: Config) -> Any:
-  """``jaxcnn.data.DATASETS[config.data.name]``: classes, image shape, class names."""
+  """The dataset's :class:`jaxcnn.data.DatasetInfo`: classes, image shape, class names and
+  normalisation statistics (``DATASETS[name]``; for a folder or a tfds dataset read from it,
+  :func:`jaxcnn.data.dataset_info`)."""
   from jaxcnn import data  # pylint: disable=g-import-not-at-top
-  return data.DATASETS[config.data.name]
+  d = config.data
+  if d.name in data.DATASETS:
+    return data.DATASETS[d.name]
+  return data.dataset_info(d.name, image_folder=d.image_folder, image_size=d.image_size,
+                           color_mode=d.color_mode, crop_to_aspect_ratio=d.crop_to_aspect_ratio,
+                           interpolation=d.interpolation, train_split=d.train_split,
+                           validation_split=d.validation_split, seed=config.seed,
+                           data_dir=d.data_dir)
+
+
+def _any_loader(config: Config, info: Any, split: str, batch_size: int, *, train: bool,
+                augment: Any = None, batch_sharding: Any = None, test: bool = False) -> Any:
+  """A loader of a folder, a tfds dataset, or any dataset with ``data.loader='host'``
+  (:func:`jaxcnn.data.make_dataset_loader`), normalised with ``info``'s statistics.
+
+  With ``data.validation_split`` the train and eval loaders read the two subsets of the train
+  split's folder; the test loader reads the whole of its own split folder, which must exist.
+  """
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+  d = config.data
+  validation_split = d.validation_split
+  if validation_split and test:
+    folder = data.parse_split(split).name
+    if not os.path.isdir(os.path.join(d.image_folder, folder)):
+      raise ValueError(f"`data.test_split` (={split!r}) with `data.validation_split` needs a "
+                       f"separate test folder {os.path.join(d.image_folder, folder)!r}; the "
+                       "validation subset is the eval set")
+    validation_split = 0.0
+  elif validation_split:
+    split = d.train_split  # both subsets come from the train split's folder
+  mean, std = info.mean, info.std
+  if d.normalize == "unit":
+    channels = info.image_shape[-1]
+    mean, std = (0.0,) * channels, (1.0,) * channels
+  sharding = (batch_sharding if batch_sharding is not None and jax.process_count() == 1
+              and d.loader == "device" else None)
+  return data.make_dataset_loader(
+      d.name, split, batch_size, train=train, seed=config.seed, augment=augment,
+      kind=d.loader, image_folder=d.image_folder, image_size=d.image_size,
+      color_mode=d.color_mode, crop_to_aspect_ratio=d.crop_to_aspect_ratio,
+      interpolation=d.interpolation, validation_split=validation_split, data_dir=d.data_dir,
+      mean=mean, std=std, sharding=sharding, process_index=jax.process_index(),
+      process_count=jax.process_count())
+
+
+def _uses_any_loader(config: Config) -> bool:
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+  return config.data.loader == "host" or config.data.name not in data.DATASETS
 
 
 def _loader_kwargs(config: Config, batch_sharding: Any) -> dict[str, Any]:
@@ -150,8 +199,14 @@ def make_loaders(config: Config, info: Any, *, batch_sharding: Any = None,
   ``augment``: a :func:`jaxcnn.data.augment.make_augment` spec replacing ``data.augment``.
   """
   from jaxcnn import data  # pylint: disable=g-import-not-at-top
-  common = _loader_kwargs(config, batch_sharding)
   count = jax.process_count()
+  if _uses_any_loader(config):
+    return (_any_loader(config, info, config.data.train_split, config.batch_size // count,
+                        train=True, augment=augment or config.data.augment_spec,
+                        batch_sharding=batch_sharding),
+            _any_loader(config, info, config.data.eval_split, config.eval_batch // count,
+                        train=False, batch_sharding=batch_sharding))
+  common = _loader_kwargs(config, batch_sharding)
   train = data.make_loader(config.data.name, config.data.train_split, config.batch_size // count,
                            train=True, augment=augment or config.data.augment_spec, **common)
   evaluation = data.make_loader(config.data.name, config.data.eval_split,
@@ -163,6 +218,10 @@ def make_test_loader(config: Config, info: Any, *, batch_sharding: Any = None) -
   """The loader of ``config.data.test_split`` (evaluated once, after training), or None."""
   if not config.data.test_split:
     return None
+  if _uses_any_loader(config):
+    return _any_loader(config, info, config.data.test_split,
+                       config.eval_batch // jax.process_count(), train=False,
+                       batch_sharding=batch_sharding, test=True)
   from jaxcnn import data  # pylint: disable=g-import-not-at-top
   return data.make_loader(config.data.name, config.data.test_split,
                           config.eval_batch // jax.process_count(), train=False,
