@@ -313,22 +313,33 @@ def test_lifeline_a_silent_process_is_lost_after_the_timeout():
 
 def test_lifeline_a_finished_process_is_not_lost():
   (p0, p1), verdicts = _lifelines(2, grace=0.5)
-  p1.close(ok=True)
+  p1.close("ok")
   time.sleep(1.0)
-  p0.close(ok=True)
+  p0.close("ok")
   assert verdicts == {0: [], 1: []}
+
+
+def test_lifeline_an_interrupted_process_stops_the_others_at_once():
+  (p0, p1), verdicts = _lifelines(2, grace=30.0)
+  closing = threading.Thread(target=p0.close, args=("interrupted",))  # waits for the others
+  closing.start()
+  assert _wait(lambda: verdicts[1], timeout=5.0)
+  assert verdicts[1][0].startswith("process 0 of 2 was interrupted (Ctrl-C); this is process 1")
+  _die(p1)  # what the verdict does to a process
+  closing.join(5.0)
+  assert not closing.is_alive()
 
 
 def test_lifeline_a_process_that_stopped_on_an_error_is_lost_after_the_grace():
   (p0, p1), verdicts = _lifelines(2, grace=0.5)
-  p1.close(ok=False)
+  p1.close("error")
   assert _wait(lambda: verdicts[0])
   assert verdicts[0][0].startswith("process 1 of 2 stopped on an error (see its output)")
   # ... unless this process stops on its own within the grace (the same error everywhere).
   (q0, q1), verdicts = _lifelines(2, grace=2.0)
-  closing = threading.Thread(target=q0.close, args=(False,))  # process 0 waits for the others
+  closing = threading.Thread(target=q0.close, args=("error",))  # process 0 waits for the others
   closing.start()
-  q1.close(ok=False)
+  q1.close("error")
   closing.join(10)
   time.sleep(2.5)
   assert verdicts == {0: [], 1: []}

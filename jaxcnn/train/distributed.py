@@ -153,13 +153,15 @@ class Lifeline:
   """Process 0's TCP connection to every other process, watched for the length of a run.
 
   Protocol (lines of text): a process says ``hello <index>`` on connecting, ``ping`` every
-  ``timeout / 4`` seconds, and ``bye ok`` or ``bye error`` when it leaves the run; process 0
-  also tells the others ``lost <index>`` before it stops for a lost process.
+  ``timeout / 4`` seconds, and ``bye ok``, ``bye error`` or ``bye interrupted`` when it leaves
+  the run; process 0 also tells the others ``lost <index>`` before it stops for a lost process.
 
   A peer is lost when its connection closes without ``bye`` (it died) or stays silent for
   ``timeout`` seconds (it hangs, or its host is gone). ``bye error`` (the peer stopped on an
   error of its own) gives this process ``grace`` seconds to stop on its own, which it does when
   the error was the job's (the same on every process); else the peer counts as lost too.
+  ``bye interrupted`` (Ctrl-C) stops this process at once: its own interrupt may never be
+  seen while it waits in a collective for the peer that has left.
 
   On a loss, ``on_lost(message)`` is called once; the default prints ``error: <message>`` and
   exits with :data:`EXIT_LOST`. ``message`` names the lost process and ends with ``resume()``
@@ -282,6 +284,8 @@ class Lifeline:
           self._left.add(peer)
         if line == "bye error" and not self._closed:
           self._after_grace(peer)
+        elif line == "bye interrupted":
+          self._decide(peer, "was interrupted (Ctrl-C)")
         return
       if self._closed:  # this process has left the run: nothing it hears is news
         return
@@ -327,9 +331,9 @@ class Lifeline:
     default ``on_lost`` a report ends the process, so this returns only False.)"""
     return self._decided.wait(timeout)
 
-  def close(self, ok: bool = True) -> None:
-    """Leaves the run: tells the others ``bye ok`` (finished) or ``bye error`` (stopped on an
-    error), and stops watching them.
+  def close(self, outcome: str = "ok") -> None:
+    """Leaves the run: tells the others ``bye <outcome>`` (``'ok'``: finished; ``'error'``:
+    stopped on an error; ``'interrupted'``: Ctrl-C), and stops watching them.
 
     Process 0 leaving on an error first waits (up to ``grace`` + 5 s) for the others to leave:
     its exit ends JAX's coordination service, which would end them at once, before they print
@@ -341,8 +345,8 @@ class Lifeline:
       self._closed = True
       conns = list(self._peers.values())
     for conn in conns:
-      self._send(conn, "bye ok" if ok else "bye error")
-    if self.index == 0 and not ok:
+      self._send(conn, f"bye {outcome}")
+    if self.index == 0 and outcome != "ok":
       deadline = time.monotonic() + self.grace + 5.0
       for thread in self._threads:
         thread.join(max(0.0, deadline - time.monotonic()))
@@ -393,14 +397,17 @@ def watch(config: Any, resume: Callable[[], str]) -> Iterator[Lifeline | None]:
     yield None
     return
   line = Lifeline.start(config, resume)
-  ok = False
+  outcome = "error"
   try:
     yield line
-    ok = True
+    outcome = "ok"
+  except KeyboardInterrupt:
+    outcome = "interrupted"
+    raise
   except _JOB_ERRORS:
     raise
   except BaseException:
     line.wait_for_verdict(line.timeout + 2.0)
     raise
   finally:
-    line.close(ok)
+    line.close(outcome)

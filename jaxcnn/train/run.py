@@ -26,6 +26,13 @@ What a run writes to ``workdir``:
   test_top5, test_confusion`` of the restored best model (with early stopping) or the final
   one, evaluated once after training.
 
+Several processes (``config.distributed``; docs/multi_process.md): the workdir is one directory
+every process sees. Process 0 holds its lock and writes every file above but the checkpoints,
+of which every process writes its part through orbax; a refusal by process 0 (a locked
+workdir, a checkpoint of another config) stops every process alike, and a lost process stops
+the others with one line naming it and the last complete checkpoint
+(:mod:`jaxcnn.train.distributed`).
+
 Exact resume: the checkpoint holds the state (params, variable collections, optimizer and
 averager state, step, base key) and the :class:`~jaxcnn.train.loop.LoopState`; the loaders'
 order and augmentations are a pure function of ``(seed, epoch, step)`` and the dropout key of
