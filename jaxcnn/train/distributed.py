@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxcnn._errors import brief
@@ -41,11 +42,6 @@ log = logging.getLogger(__name__)
 # The exit status of a process that stopped because another was lost (sysexits' EX_TEMPFAIL:
 # the failure is not this process's, and running the job again resumes it).
 EXIT_LOST = 75
-
-
-def _jax():
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax
 
 
 def initialize(config: Any) -> bool:
@@ -60,7 +56,6 @@ def initialize(config: Any) -> bool:
   Raises:
     ValueError: the job could not be joined (one line: the address, the process and why).
   """
-  jax = _jax()
   if not config.distributed:
     return False
   if jax.distributed.is_initialized():
@@ -89,7 +84,7 @@ def initialize(config: Any) -> bool:
 
 def is_main() -> bool:
   """Whether this process writes the run's files (process 0; every single-process run)."""
-  return _jax().process_index() == 0
+  return jax.process_index() == 0
 
 
 def broadcast_text(text: str | None, *, size: int = 4096) -> str | None:
@@ -98,7 +93,6 @@ def broadcast_text(text: str | None, *, size: int = 4096) -> str | None:
   Every process must call it at the same point (it is a collective). Text beyond ``size``
   bytes of UTF-8 is cut.
   """
-  jax = _jax()
   if jax.process_count() == 1:
     return text
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
@@ -116,7 +110,6 @@ def broadcast_text(text: str | None, *, size: int = 4096) -> str | None:
 def allgather_rows(tree: Any) -> Any:
   """The processes' batches joined along the first axis, in process order (the global batch
   of :mod:`jaxcnn.data._loaders`), on every process; ``tree`` itself with one process."""
-  jax = _jax()
   if jax.process_count() == 1:
     return tree
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
@@ -225,7 +218,6 @@ class Lifeline:
     """The lifeline of this process of the job ``config`` joined (:func:`initialize`), with
     ``timeout`` from ``config.heartbeat_timeout_seconds`` (two thirds of it: the lifeline
     speaks before JAX's coordination service does)."""
-    jax = _jax()
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
     def exchange(port: int) -> int:
@@ -335,9 +327,9 @@ class Lifeline:
     """Leaves the run: tells the others ``bye <outcome>`` (``'ok'``: finished; ``'error'``:
     stopped on an error; ``'interrupted'``: Ctrl-C), and stops watching them.
 
-    Process 0 leaving on an error first waits (up to ``grace`` + 5 s) for the others to leave:
-    its exit ends JAX's coordination service, which would end them at once, before they print
-    their own line.
+    Process 0 leaving on an error or an interrupt first waits (up to ``grace`` + 5 s) for the
+    others to leave: its exit ends JAX's coordination service, which would end them at once,
+    before they print their own line.
     """
     with self._lock:
       if self._closed:
@@ -360,9 +352,6 @@ class Lifeline:
 
 def in_job() -> bool:
   """Whether this process has joined a job of more than one process."""
-  if "jax" not in sys.modules:  # nothing has imported JAX, so nothing has joined a job
-    return False
-  jax = _jax()
   return jax.distributed.is_initialized() and jax.process_count() > 1
 
 
@@ -392,7 +381,6 @@ def watch(config: Any, resume: Callable[[], str]) -> Iterator[Lifeline | None]:
   its peer died, say) first waits for the lifeline's verdict, so the line that names the lost
   process is what the user sees, not the collective's error.
   """
-  jax = _jax()
   if jax.process_count() == 1:
     yield None
     return

@@ -8,18 +8,19 @@
   ``pmap`` is called without ``devices=``: by default it maps over the local devices while its
   collectives span every process (``devices=``, if given, must list the same devices of all
   processes on every process; a local-only list is wrong on more than one process);
-* ``'mesh'``: every device of every process in a 1-D ``Mesh`` with axis ``AXIS_NAME`` (process
-  0's devices first, then process 1's, ...); the state is replicated (``P()``), batches are
-  sharded along their first axis (``P(AXIS_NAME)``) and ``jax.jit`` compiles the global-batch
-  program (XLA inserts the all-reduces). This is the current JAX recommendation and the mode to
-  prefer; ``'pmap'`` is kept for comparison.
+* ``'mesh'``: every device of every process in a 1-D ``Mesh`` with axis ``AXIS_NAME`` (with
+  several processes, process 0's devices first, then process 1's, ...: each process's rows of a
+  batch on its own devices); the state is replicated (``P()``), batches are sharded along their
+  first axis (``P(AXIS_NAME)``) and ``jax.jit`` compiles the global-batch program (XLA inserts
+  the all-reduces). This is the current JAX recommendation and the mode to prefer; ``'pmap'`` is
+  kept for comparison.
 
 In every mode each process feeds only its own ``global_batch / process_count`` examples: rows
 ``[p * B / N, (p + 1) * B / N)`` of the global batch on process ``p`` of ``N`` (what
-:mod:`jaxcnn.data` loaders yield), which the mesh order puts on process ``p``'s devices.
+:mod:`jaxcnn.data` loaders yield).
 
 With more than one process, checkpoints hold global arrays (every process calls save, orbax
-writes each array once): :meth:`Parallel.checkpoint_state` and
+writes each piece of each array once): :meth:`Parallel.checkpoint_state` and
 :attr:`Parallel.checkpoint_sharding`.
 
 BatchNorm under ``'pmap'`` normalises with per-device batch moments (the running statistics are
@@ -112,8 +113,10 @@ class Parallel:
     self.local_devices = jax.local_devices() if mode != "none" else [jax.local_devices()[0]]
     self.process_count = jax.process_count()
     if mode == "mesh" or self.process_count > 1:
-      # Grouped by process, so process p's rows of a global batch land on its own devices.
-      devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+      devices = jax.devices()
+      if self.process_count > 1:
+        # Grouped by process, so process p's rows of a global batch land on its own devices.
+        devices = sorted(devices, key=lambda d: (d.process_index, d.id))
       self.mesh = Mesh(np.asarray(devices), (AXIS_NAME,))
       self.replicated = NamedSharding(self.mesh, P())
       self.batch_sharding = NamedSharding(self.mesh, P(AXIS_NAME))
