@@ -2,8 +2,8 @@
 
 Through the real CLI and the local launcher, in subprocesses, on a tiny MNIST-like image folder:
 
-* 2 processes x 2 CPU devices end where 1 process x 4 devices ends, with one writer of the
-  records and the checkpoints;
+* 2 processes x 2 CPU devices end where 1 process x 4 devices ends, process 0 alone writing
+  the records and printing the run's lines;
 * a second job on a locked workdir is refused by every one of its processes (no hang);
 * ``kill -9`` of one process: the other stops at once with one line naming it and the last
   complete checkpoint; starting both again resumes and ends exactly as an uninterrupted run.
