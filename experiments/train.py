@@ -6,6 +6,11 @@
 ``--config`` takes a shipped config by name (``jaxcnn/configs/<name>.py``, with an optional
 ``:arg`` for its ``get_config``) or a config file by path.
 
+Several processes (hosts): the same command on each, with ``--config.distributed=True`` (and
+``--config.coordinator_address=host:port --config.num_processes=N --config.process_id=i`` where
+JAX does not detect them); ``python -m experiments.launch -n N -- <these flags>`` starts N on
+one machine. See docs/multi_process.md.
+
 This script only parses flags and turns a user's mistake into one line (``--traceback`` for the
 stack); everything else is :func:`jaxcnn.train.train_and_evaluate`.
 """
@@ -16,6 +21,7 @@ import pathlib
 import re
 import sys
 import tempfile
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -28,6 +34,7 @@ from experiments import _cli
 from jaxcnn import configs, recipes
 from jaxcnn.train import NonFiniteError, train_and_evaluate
 from jaxcnn.train import config as config_lib
+from jaxcnn.train import distributed
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
 _CONFIG = config_flags.DEFINE_config_file(
@@ -52,6 +59,7 @@ class UserError(Exception):
 def _fail(message: str, code: int = 1):
   """Prints ``error: <message>`` (one line, then the --traceback hint) and exits."""
   print(f"error: {message}\n{_HINT}" if code == 1 else message, file=sys.stderr)
+  distributed.exit_now(code)  # a process of a job: without waiting for the others
   sys.exit(code)
 
 
@@ -152,6 +160,8 @@ def main(argv: list[str]) -> None:
   # used) name the problem and what to do: print that alone. Anything else keeps its traceback.
   try:
     config = config_lib.validate(_load_config())
+    # Joins a multi-process job before anything (the recipe's hooks included) touches a device.
+    distributed.initialize(config)
     check_splits_disjoint(config.data.name, config.data.train_split, config.data.eval_split)
     resolve_source(config.data.source, image_folder=config.data.image_folder,
                    data_dir=config.data.data_dir)
@@ -177,6 +187,11 @@ def main(argv: list[str]) -> None:
     if _TRACEBACK.value:
       raise
     _fail(f"{type(e).__name__}: {e}")
+  except BaseException:  # a bug: its traceback, then out (a job's process must not linger)
+    if not distributed.in_job():
+      raise
+    traceback.print_exc()
+    distributed.exit_now(1)
 
 
 def _interrupted_message(workdir: pathlib.Path | None) -> str:

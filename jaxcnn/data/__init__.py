@@ -2,8 +2,9 @@
 
 Every loader yields plain dicts ``{'image': float [B, H, W, C] normalised, 'label': int32 [B]}``
 (+ ``'mask': float32 [B]`` for eval loaders, which pad the last batch). Order, shuffling and
-augmentation are a pure function of ``(seed, epoch, step)`` (and the process index, on processes
-other than 0 of a multi-process run), so ``loader.epoch(e, start_step=s)`` resumes exactly.
+augmentation are a pure function of ``(seed, epoch, step)``, so ``loader.epoch(e, start_step=s)``
+resumes exactly; process ``p`` of a multi-process run yields its rows of each global batch, the
+same global batches as one process would (see :mod:`jaxcnn.data._loaders`).
 
 Sources (all take tfds split syntax: ``'train[:45000]'``, ``'train[45000:]'``, ``'train[90%:]'``),
 chosen by ``source=`` (``data.source`` in a config; ``'auto'`` by default, see

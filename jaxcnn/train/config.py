@@ -80,6 +80,16 @@ def _path(v: Any, name: str) -> str | None:
   return None if v is None else os.path.expanduser(v)
 
 
+def _address(v: Any, name: str) -> str | None:
+  """``'host:port'`` or None."""
+  v = _optional_str(v, name)
+  if v is not None:
+    host, _, port = v.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise ValueError(f"`{name}` (={v!r}) must be 'host:port' (e.g. '10.0.0.1:1234')")
+  return v
+
+
 def _str(v: Any, name: str) -> str:
   if not isinstance(v, str):
     raise ValueError(f"`{name}` (={v!r}) must be a string")
@@ -214,7 +224,18 @@ class Config:
                               "0: num_epochs decides", _int(-1))
   parallel: str = _key("none", "'none' (one device) | 'pmap' (local devices) | 'mesh' (all "
                        "devices; preferred)", _choice(PARALLEL_MODES))
-  distributed: bool = _key(False, "call jax.distributed.initialize() (multi-host)", _bool)
+  distributed: bool = _key(False, "one process of a multi-process job: jax.distributed."
+                           "initialize() with the four keys below before anything touches a "
+                           "device (docs/multi_process.md)", _bool)
+  coordinator_address: str | None = _key(
+      None, "distributed: 'host:port' of process 0, the same on every process (None: "
+      "detected on Cloud TPU and SLURM, or $JAX_COORDINATOR_ADDRESS)", _address)
+  num_processes: int = _key(0, "distributed: processes in the job (0: detected)", _int(0))
+  process_id: int = _key(-1, "distributed: this process's index in [0, num_processes) "
+                         "(-1: detected)", _int(-1))
+  heartbeat_timeout_seconds: int = _key(
+      30, "distributed: a process silent this long counts as lost, and the others stop "
+      "naming it and the last checkpoint (a process that dies is noticed at once)", _int(5))
 
   optimizer: str = _key("adam", "a registered optimiser: 'adam' | 'adamw' | 'sgd' | "
                         "'sgd_nesterov' (jaxcnn.train.register_optimizer adds one)",
@@ -379,7 +400,9 @@ def validate(config: Any) -> Config:
   ``config``: a ``ConfigDict``, a mapping (missing keys take their defaults; an unknown key is
   an error with a did-you-mean) or a :class:`Config` (returned as it is: it was validated when
   it was made). Checks that need more than one key: ``num_epochs`` and ``num_train_steps`` not
-  both empty, batch sizes that split evenly over the devices of ``parallel``, a known
+  both empty, the distributed keys only with ``distributed``, batch sizes that split evenly over
+  the devices of ``parallel`` (left to :func:`jaxcnn.train.train_and_evaluate` in a
+  distributed run, whose devices are known only once it has joined the job), a known
   augmentation, an existing ``data.image_folder``.
   """
   if isinstance(config, Config):
@@ -405,10 +428,12 @@ def _check_together(cfg: Config) -> None:
   if cfg.num_epochs == 0 and cfg.num_train_steps <= 0:
     raise ValueError("nothing to train: `num_epochs` (=0) and `num_train_steps` "
                      f"(={cfg.num_train_steps}) are both <= 0")
-  from jaxcnn.train import parallel  # pylint: disable=g-import-not-at-top
-  parallel.check_batch_size(cfg.batch_size, cfg.parallel, "batch_size")
-  if cfg.eval_batch_size:
-    parallel.check_batch_size(cfg.eval_batch_size, cfg.parallel, "eval_batch_size")
+  _check_distributed(cfg)
+  import jax  # pylint: disable=g-import-not-at-top
+  if not cfg.distributed or jax.distributed.is_initialized():
+    # Counting devices starts JAX's backends, which a distributed run must not do before
+    # jax.distributed.initialize: train_and_evaluate checks these once it has joined the job.
+    check_batch_sizes(cfg)
   _check_model_kwargs(cfg.model, cfg.model_kwargs)
   if cfg.data.loader == "host":
     from jaxcnn.data import _stream  # pylint: disable=g-import-not-at-top
@@ -449,6 +474,30 @@ def _check_dataset(data: DataConfig) -> None:
       raise ValueError(f"`data.name` (={data.name!r}) is not cifar10, mnist or 'folder' (with "
                        "`data.image_folder`); other names are tfds datasets, which need "
                        "`pip install tensorflow-datasets`") from None
+
+
+def check_batch_sizes(cfg: Config) -> None:
+  """Batch sizes that split evenly over the devices of ``cfg.parallel`` (counts devices)."""
+  from jaxcnn.train import parallel  # pylint: disable=g-import-not-at-top
+  parallel.check_batch_size(cfg.batch_size, cfg.parallel, "batch_size")
+  if cfg.eval_batch_size:
+    parallel.check_batch_size(cfg.eval_batch_size, cfg.parallel, "eval_batch_size")
+
+
+_DISTRIBUTED_KEYS = ("coordinator_address", "num_processes", "process_id")
+
+
+def _check_distributed(cfg: Config) -> None:
+  given = [k for k in _DISTRIBUTED_KEYS if getattr(cfg, k) != fields()[k].metadata["default"]]
+  if given and not cfg.distributed:
+    raise ValueError(f"`{given[0]}` (={getattr(cfg, given[0])!r}) is set but `distributed` is "
+                     "False; add --config.distributed=True")
+  if cfg.num_processes and cfg.process_id >= cfg.num_processes:
+    raise ValueError(f"`process_id` (={cfg.process_id}) must be smaller than `num_processes` "
+                     f"(={cfg.num_processes})")
+  if cfg.distributed and cfg.parallel == "none":
+    raise ValueError("`parallel` (='none') uses one device of one process; a distributed run "
+                     "needs 'mesh' (or 'pmap')")
 
 
 def _check_model_kwargs(model: str, kwargs: Mapping[str, Any]) -> None:

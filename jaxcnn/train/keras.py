@@ -261,8 +261,10 @@ def _keras_logs(record: dict[str, Any]) -> dict[str, float]:
 # Config keys that describe a run of the CLI, not a call of fit (fit takes the model, the data,
 # the batch size and the epochs as arguments, and writes nothing).
 _NOT_FIT_KEYS = ("model", "model_kwargs", "data", "batch_size", "eval_batch_size", "num_epochs",
-                 "distributed", "plots", "checkpoint_every_epoch", "checkpoint_every_steps",
-                 "async_checkpoints", "progress", "tensorboard", "recipe", "dtype", "model_api")
+                 "distributed", "coordinator_address", "num_processes", "process_id",
+                 "heartbeat_timeout_seconds", "plots", "checkpoint_every_epoch",
+                 "checkpoint_every_steps", "async_checkpoints", "progress", "tensorboard", "recipe",
+                 "dtype", "model_api")
 
 
 def fit_keys() -> tuple[str, ...]:

@@ -40,6 +40,7 @@ import numpy as np
 from jaxcnn import metrics as metrics_lib
 from jaxcnn.cpu import tuning as cpu_tuning
 from jaxcnn.train import average
+from jaxcnn.train import distributed
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
 from jaxcnn.train.config import Config
@@ -143,11 +144,14 @@ def init_state(model: Any, config: Config, input_shape: tuple[int, ...], train_l
                averager: average.Averager | None = None) -> TrainState:
   """The initial canonical state of a run: ``create_train_state`` with the run's hooks.
 
-  ``init_fn(model, key, sample_batch)`` gets the first batch of the train loader's epoch 0 (a
-  pure function of the seed, like every batch). ``tx``: see
+  ``init_fn(model, key, sample_batch)`` gets the first global batch of the train loader's epoch
+  0 (a pure function of the seed, like every batch; on several processes their rows joined, so
+  every process initialises alike and as one process would). ``tx``: see
   :func:`jaxcnn.train.optim.resolve_optimizer`; ``averager`` defaults to :func:`make_averager`.
   """
-  sample = jax.device_get(next(iter(train_loader.epoch(0)))) if init_fn is not None else None
+  sample = None
+  if init_fn is not None:
+    sample = distributed.allgather_rows(jax.device_get(next(iter(train_loader.epoch(0)))))
   return create_train_state(
       model, jax.random.PRNGKey(config.seed), input_shape,
       optim.resolve_optimizer(tx, config, settings.total_steps, settings.steps_per_epoch),

@@ -26,6 +26,13 @@ What a run writes to ``workdir``:
   test_top5, test_confusion`` of the restored best model (with early stopping) or the final
   one, evaluated once after training.
 
+Several processes (``config.distributed``; docs/multi_process.md): the workdir is one directory
+every process sees. Process 0 holds its lock and writes every file above but the checkpoints,
+of which every process writes its part through orbax; a refusal by process 0 (a locked
+workdir, a checkpoint of another config) stops every process alike, and a lost process stops
+the others with one line naming it and the last complete checkpoint
+(:mod:`jaxcnn.train.distributed`).
+
 Exact resume: the checkpoint holds the state (params, variable collections, optimizer and
 averager state, step, base key) and the :class:`~jaxcnn.train.loop.LoopState`; the loaders'
 order and augmentations are a pure function of ``(seed, epoch, step)`` and the dropout key of
@@ -54,6 +61,7 @@ from jaxcnn._errors import brief
 from jaxcnn.train import average
 from jaxcnn.train import checkpoint as checkpoint_lib
 from jaxcnn.train import config as config_lib
+from jaxcnn.train import distributed
 from jaxcnn.train import loop
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
@@ -234,7 +242,10 @@ def make_test_loader(config: Config, info: Any, *, batch_sharding: Any = None) -
 # `model_api` too: the NNX model has the Linen model's variables, so their checkpoints are one.
 RESUMABLE_CHANGES = ("progress", "log_every_steps", "checkpoint_every_steps", "async_checkpoints",
                      "plots", "checkpoint_every_epoch", "data.test_split", "tensorboard",
-                     "model_api")
+                     "model_api",
+                     # Where the processes run, as the number of devices: not what is computed.
+                     "distributed", "coordinator_address", "num_processes", "process_id",
+                     "heartbeat_timeout_seconds")
 # The learning rate may change too: the recovery from a diverged run is to resume its last good
 # checkpoint with a smaller rate. Nothing saved depends on the rate (optax keeps moments and
 # counts, and the schedule is rebuilt from the config), so the run continues the same trajectory
@@ -354,7 +365,7 @@ class CheckpointHook(loop.Hook):
     self.every_epoch, self.patience = config.checkpoint_every_epoch, config.patience
 
   def _save(self, ls: loop.LoopState, state: Any, best: bool) -> None:
-    self.ckpt.save(ls.step, self.par.get_state(state), ls.to_meta(), best=best)
+    self.ckpt.save(ls.step, self.par.checkpoint_state(state), ls.to_meta(), best=best)
 
   def on_steps(self, ls: loop.LoopState, state: Any) -> None:
     self._save(ls, state, best=False)
@@ -446,17 +457,41 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
     raise ValueError(f"`recipe.name` (={name!r}) names a recipe, but none of its hooks were "
                      "given: train_and_evaluate(config, workdir, "
                      "**jaxcnn.recipes.hooks(config))")
-  parallel_lib.maybe_initialize_distributed(config)
+  if distributed.initialize(config):
+    config_lib.check_batch_sizes(config)  # left by validate until the devices were known
   par = parallel_lib.Parallel(config.parallel)
   workdir = pathlib.Path(workdir)
-  is_main = jax.process_index() == 0
+  is_main = distributed.is_main()
   workdir.mkdir(parents=True, exist_ok=True)
-  with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
-    check_resumable(config, workdir)
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(distributed.watch(config, lambda: resume_hint(workdir)))
+    # The workdir belongs to the job: process 0 locks and checks it, and its verdict (a second
+    # job on this workdir, a checkpoint of another config) stops every process alike.
+    refused = None
     if is_main:
-      (workdir / "config.json").write_text(config.to_json(indent=2) + "\n")
+      try:
+        stack.enter_context(WorkdirLock(workdir))
+        check_resumable(config, workdir)
+        (workdir / "config.json").write_text(config.to_json(indent=2) + "\n")
+      except ValueError as e:
+        refused = str(e)
+    refused = distributed.broadcast_text(refused)
+    if refused is not None:
+      raise ValueError(refused)
     return _run(config, workdir, par, is_main, tx=tx, init_fn=init_fn, averager=averager,
                 loss_fn=loss_fn, logits_fn=logits_fn, augment=augment)
+
+
+def resume_hint(workdir: pathlib.Path) -> str:
+  """Where a stopped run resumes: its last complete checkpoint, if any."""
+  latest = workdir / "checkpoints" / "latest"
+  steps = checkpoint_lib.completed_steps(latest)
+  count = jax.process_count()
+  every = f"all {count} processes" if count > 1 else "it"
+  if not steps:
+    return f"no checkpoint was complete yet: starting {every} again starts the run over"
+  return (f"the last complete checkpoint is step {steps[-1]} ({latest / str(steps[-1])}): start "
+          f"{every} again with the same command to resume from it")
 
 
 def _run(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_main: bool, *,
@@ -488,7 +523,8 @@ def _run(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_m
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints", async_save=config.async_checkpoints)
   recorder = None
   try:
-    restored = _restore(ckpt, state, workdir, verbose, settings.total_steps)
+    restored = _restore(ckpt, state, workdir, verbose, settings.total_steps,
+                        sharding=par.checkpoint_sharding, is_main=is_main)
     state, ls = restored if restored is not None else (state, loop.LoopState())
     hooks: list[loop.Hook] = [CheckpointHook(ckpt, par, config, settings.total_steps)]
     if is_main:
@@ -503,7 +539,7 @@ def _run(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_m
       raise _with_checkpoint(e, ckpt) from None
     final = par.get_state(state)
     if settings.patience and ls.best_epoch > 0 and ckpt.latest_step(best=True) is not None:
-      final, _ = ckpt.restore(final, best=True)
+      final, _ = ckpt.restore(final, best=True, sharding=par.checkpoint_sharding)
     test = None
     test_loader = make_test_loader(config, info, batch_sharding=sharding)
     if test_loader is not None:
@@ -513,7 +549,8 @@ def _run(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_m
         (workdir / "test_metrics.json").write_text(json.dumps(test, indent=1) + "\n")
       if recorder is not None and recorder.board is not None:
         recorder.board.write({"step": ls.step, **test})
-      (engine.say if verbose else log.warning)(loop.test_line(test))
+      if is_main:
+        (engine.say if verbose else log.warning)(loop.test_line(test))
   finally:
     ckpt.close()  # waits for pending async saves, also when the run stops on an error
     if recorder is not None:
@@ -537,9 +574,10 @@ def _with_checkpoint(e: loop.NonFiniteError,
 
 
 def _restore(ckpt: checkpoint_lib.Checkpointer, state: TrainState, workdir: pathlib.Path,
-             verbose: bool, total_steps: int) -> tuple[TrainState, loop.LoopState] | None:
+             verbose: bool, total_steps: int, *, sharding: Any = None,
+             is_main: bool = True) -> tuple[TrainState, loop.LoopState] | None:
   try:
-    restored = ckpt.restore(state)
+    restored = ckpt.restore(state, sharding=sharding)
   except Exception as e:  # orbax's own errors are deep and long: say what it means instead
     raise ValueError(
         f"the checkpoint in {workdir / 'checkpoints'} does not fit this config's model and "
@@ -550,8 +588,8 @@ def _restore(ckpt: checkpoint_lib.Checkpointer, state: TrainState, workdir: path
   state, meta = restored
   ls = loop.LoopState.from_meta(meta)
   # Shown even with progress off (then as a warning): a resumed run must never pass for a fresh
-  # one.
-  say = loop.printer(verbose) if verbose else log.warning
+  # one. Once per job: by process 0.
+  say = loop.printer(verbose) if verbose else log.warning if is_main else log.info
   if ls.step >= total_steps or ls.stopped_early:
     say(f"this run already finished at step {ls.step} ({ckpt.latest.directory}): nothing to "
         "train; a larger num_epochs continues it, a new --workdir starts another")
