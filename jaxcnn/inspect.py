@@ -618,8 +618,7 @@ def occlusion(model: nn.Module, variables: Mapping[str, Any], x: Array, target: 
   _checks.rank(x, 4, where="occlusion")
   patch = _checks.positive_int(patch, "patch")
   stride = patch if stride is None else _checks.positive_int(stride, "stride")
-  if batch_size is not None:
-    batch_size = _checks.positive_int(batch_size, "batch_size")
+  batch_size = _checks.positive_int(batch_size, "batch_size", optional=True)
   h, w = x.shape[1:3]
   if patch > min(h, w):
     raise ValueError(f"`patch` (={patch}) must fit in the image ({h}x{w})")

@@ -329,6 +329,15 @@ def fields(cls: type = Config, prefix: str = "") -> dict[str, dataclasses.Field]
   return out
 
 
+def check_key(key: str, value: Any) -> Any:
+  """``value`` checked as the one key ``key`` (dotted), without the checks that relate keys."""
+  f = fields().get(key)
+  if f is None:
+    raise KeyError(unknown_key_message(key))
+  check = f.metadata["check"]
+  return value if check is None else check(value, key)
+
+
 def doc(key: str) -> str:
   """The one-line meaning of a dotted key.
 

@@ -95,7 +95,7 @@ def compute_dtype(name: str, platform: str | None = None) -> Any:
   """``config.dtype`` -> the compute dtype: ``'auto'`` is float32 on a CPU and bfloat16 on a
   TPU or GPU (resolved when the model is built, so a config file never starts JAX itself)."""
   # No float16: without loss scaling its gradients underflow (bfloat16 has float32's range).
-  name = config_lib.validate({"dtype": name}).dtype
+  name = config_lib.check_key("dtype", name)
   if name == "auto":
     platform = jax.default_backend() if platform is None else platform
     return jnp.float32 if platform == "cpu" else jnp.bfloat16
