@@ -196,6 +196,8 @@ NOTEBOOKS_SHOWN = {
     "lesson_features_during_training": ("lesson 11: filters, feature maps, dead ReLUs per "
                                         "epoch"),
     "lesson_architectures": ("the zoo: parameters, MACs and accuracy on one CPU budget"),
+    "lesson_your_own_images": ("after the course: a folder of your own images (any sizes and "
+                               "formats), a validation split, predictions named by folder"),
 }
 
 

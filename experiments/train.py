@@ -6,6 +6,11 @@
 ``--config`` takes a shipped config by name (``jaxcnn/configs/<name>.py``, with an optional
 ``:arg`` for its ``get_config``) or a config file by path.
 
+Several processes (hosts): the same command on each, with ``--config.distributed=True`` (and
+``--config.coordinator_address=host:port --config.num_processes=N --config.process_id=i`` where
+JAX does not detect them); ``python -m experiments.launch -n N -- <these flags>`` starts N on
+one machine. See docs/multi_process.md.
+
 This script only parses flags and turns a user's mistake into one line (``--traceback`` for the
 stack); everything else is :func:`jaxcnn.train.train_and_evaluate`.
 """
@@ -16,6 +21,7 @@ import pathlib
 import re
 import sys
 import tempfile
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -24,10 +30,11 @@ import jaxcnn.cpu
 from jaxcnn._errors import brief
 from jaxcnn.data import (DatasetNotFoundError, TensorFlowMissingError, check_splits_disjoint,
                          resolve_source)
+from experiments import _cli
 from jaxcnn import configs, recipes
 from jaxcnn.train import NonFiniteError, train_and_evaluate
 from jaxcnn.train import config as config_lib
-from jaxcnn.train import faults
+from jaxcnn.train import distributed, faults
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
 _CONFIG = config_flags.DEFINE_config_file(
@@ -52,6 +59,7 @@ class UserError(Exception):
 def _fail(message: str, code: int = 1):
   """Prints ``error: <message>`` (one line, then the --traceback hint) and exits."""
   print(f"error: {message}\n{_HINT}" if code == 1 else message, file=sys.stderr)
+  distributed.exit_now(code)  # a process of a job: without waiting for the others
   sys.exit(code)
 
 
@@ -142,9 +150,9 @@ def main(argv: list[str]) -> None:
     # absl's UsageError would print the whole module docstring above the one line that matters.
     _fail(f"unexpected positional argument(s) {argv[1:]}: every option is a flag, "
           "`--name=value` or `--config.<key>=<value>` (see --help)")
-  if not flags.FLAGS["verbosity"].present:
-    # orbax logs every save step at INFO; progress and epoch lines are printed anyway.
-    logging.set_verbosity(logging.WARNING)
+  # TensorFlow's start-up notices and absl's INFO lines (orbax logs every save) stay off unless
+  # asked for (--verbosity); progress and epoch lines are printed anyway.
+  _cli.quiet_tensorflow()
   # SIGTERM (a preempted VM, a scheduler, `kill`) ends the run as Ctrl-C does: during training
   # with a checkpoint of the step it reached, then one line and status 143.
   faults.raise_on_sigterm()
@@ -155,6 +163,8 @@ def main(argv: list[str]) -> None:
   # used) name the problem and what to do: print that alone. Anything else keeps its traceback.
   try:
     config = config_lib.validate(_load_config())
+    # Joins a multi-process job before anything (the recipe's hooks included) touches a device.
+    distributed.initialize(config)
     check_splits_disjoint(config.data.name, config.data.train_split, config.data.eval_split)
     resolve_source(config.data.source, image_folder=config.data.image_folder,
                    data_dir=config.data.data_dir)
@@ -182,12 +192,17 @@ def main(argv: list[str]) -> None:
           NonFiniteError) as e:
     if _TRACEBACK.value:
       raise
-    _fail(str(e))
+    _fail(_cli.in_flags(str(e)))
   except OSError as e:  # the file system said no (disk full, permissions, ...)
     if _TRACEBACK.value:
       raise
     failure = faults.write_failure(e, workdir) if workdir is not None else None
     _fail(str(faults.write_error(*failure, workdir)) if failure else f"{type(e).__name__}: {e}")
+  except BaseException:  # a bug: its traceback, then out (a job's process must not linger)
+    if not distributed.in_job():
+      raise
+    traceback.print_exc()
+    distributed.exit_now(1)
 
 
 def _interrupted_message(e: KeyboardInterrupt, workdir: pathlib.Path | None) -> str:

@@ -8,6 +8,8 @@ Modules, one concern each:
   * :mod:`jaxcnn.shapes` — shape and parameter arithmetic, and the model summary.
   * :mod:`jaxcnn.layers` — Flax Linen modules over the functional ops.
   * :mod:`jaxcnn.models` — the course's networks, by name.
+  * :mod:`jaxcnn.nnx` — the layers and the models as Flax NNX modules, trained by the same
+    engine.
   * :mod:`jaxcnn.cpu` — CPU speed for training, turned on by one call: ``jaxcnn.cpu.enable()``.
 
 Importing jaxcnn (or any of its modules) changes no environment variable, no JAX setting and

@@ -16,7 +16,11 @@
 
 Models are called as ``model.apply(variables, x, train=train)`` (every jaxcnn model and
 :class:`jaxcnn.layers.Sequential`); layers are found with ``flax.linen.intercept_methods``, so
-the model needs no change and no ``sow``.
+the model needs no change and no ``sow``. Every function also takes a Flax NNX module as
+``model``, with ``variables=None`` for the module's own (or variables in the Linen layout of
+:mod:`jaxcnn.nnx`): a :class:`jaxcnn.nnx.Model` is inspected as its Linen model, any other
+module through :func:`jaxcnn.nnx.linen_view`, its :mod:`jaxcnn.nnx` layers named by attribute
+path (``'conv1'``, ``'block/conv'``).
 
 >>> import jax, jax.numpy as jnp
 >>> from jaxcnn.models import get_model
@@ -31,8 +35,10 @@ the model needs no change and no ``sow``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -57,7 +63,47 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------------------
-# Model summary (moved here from jaxcnn.shapes, which is below jaxcnn.layers in the import graph).
+# NNX modules: seen as Linen (their Linen twin, or jaxcnn.nnx.linen_view), and their layers'
+# calls intercepted by jaxcnn.nnx's interceptor, whose context carries the layer's path.
+
+def _linen_face(model: Any, variables: Any) -> tuple[Any, Any]:
+  """``(model, variables)`` to call as Linen; an NNX module's own variables when None."""
+  nnx = sys.modules.get("flax.nnx")
+  if nnx is None or not isinstance(model, nnx.Module):
+    return model, variables
+  from jaxcnn import nnx as jnnx  # pylint: disable=g-import-not-at-top
+  if isinstance(model, jnnx.Model):
+    return model.linen_module, (jnnx.to_linen_variables(model) if variables is None
+                                else variables)
+  view = jnnx.linen_view(model)
+  return view, (view.variables if variables is None else variables)
+
+
+@contextlib.contextmanager
+def _intercepting(model: Any, interceptor: Callable[..., Any]):
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(nn.intercept_methods(interceptor))
+    if not isinstance(model, nn.Module) and hasattr(model, "intercept_methods"):
+      stack.enter_context(model.intercept_methods(interceptor))
+    yield
+
+
+def _path(module: Any, context: Any) -> tuple[str, ...]:
+  path = getattr(context, "path", None)
+  return tuple(module.path) if path is None else tuple(path)
+
+
+def _kind(module: Any) -> type:
+  """The Linen layer class of a layer (an NNX twin names its Linen class)."""
+  return getattr(module, "linen_type", type(module))
+
+
+def _name(model: Any) -> str:
+  return getattr(model, "model_name", None) or type(model).__name__
+
+
+# ------------------------------------------------------------------------------------------------
+# Model summary.
 
 # Collections that hold no model state (Flax's `sow` outputs) and are left out of the counts.
 _NON_STATE_COLLECTIONS = ("intermediates",)
@@ -168,7 +214,8 @@ def summary(
   ``(other variables)`` row, so the rows always add up to ``total_params``.
 
   Args:
-    model: an unbound ``flax.linen.Module`` with ``__call__(x, **call_kwargs)``.
+    model: an unbound ``flax.linen.Module`` with ``__call__(x, **call_kwargs)``, or an NNX
+      module.
     input_shape: ``[B, *spatial, C]`` (batch included; MACs are for this batch).
     print_fn: called with the table; ``None`` prints nothing.
     input_dtype: dtype of the traced input.
@@ -191,13 +238,15 @@ def summary(
     raise ValueError(f"`input_shape` (={input_shape!r}) must be a sequence of positive ints")
   if name is not None and (not isinstance(name, str) or not name):
     raise ValueError(f"`name` (={name!r}) must be a non-empty string or None")
+  model, _ = _linen_face(model, None)
+  default_name = _name(model)
 
   calls: list[tuple[tuple[str, ...], str, tuple[int, ...], int, tuple[int, ...]]] = []
   open_layers: list[Any] = []
 
   def interceptor(next_fun, args, kwargs, context):
     module = context.module
-    if context.method_name != "__call__" or not isinstance(module, Layer):
+    if context.method_name != "__call__" or not issubclass(_kind(module), Layer):
       return next_fun(*args, **kwargs)
     open_layers.append(module)
     try:
@@ -207,13 +256,13 @@ def summary(
     if not open_layers:  # only the outermost jaxcnn layer of a nest is a row
       x = args[0] if args else kwargs["x"]
       in_shape, out_shape = tuple(x.shape), tuple(out.shape)
-      calls.append((tuple(module.path), type(module).__name__, out_shape,
+      calls.append((_path(module, context), type(module).__name__, out_shape,
                     int(module.macs(in_shape, out_shape)), in_shape))
     return out
 
   def init(x):
     rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    with nn.intercept_methods(interceptor):
+    with _intercepting(model, interceptor):
       return model.init(rngs, x, **call_kwargs)
 
   variables = jax.eval_shape(init, jax.ShapeDtypeStruct(shape, input_dtype))
@@ -238,7 +287,7 @@ def summary(
     rows.append(SummaryRow("(other variables)", "", (), other, 0))
 
   result = Summary(
-      model_name=name or type(model).__name__, input_shape=shape, rows=tuple(rows),
+      model_name=name or default_name, input_shape=shape, rows=tuple(rows),
       total_params=total_params, trainable_params=trainable_params,
       total_macs=sum(r.macs for r in rows), total_bytes=total_bytes,
       trainable_bytes=trainable_bytes)
@@ -321,8 +370,9 @@ class _Tap:
 
   def __call__(self, next_fun, args, kwargs, context):
     module, method = context.module, context.method_name
-    if method == "__call__" and module.path:
-      base = "/".join(module.path)
+    path = _path(module, context) if method == "__call__" else ()
+    if path:
+      base = "/".join(path)
       n = self._counts.get(base, 0)
       self._counts[base] = n + 1
       name = base if n == 0 else f"{base}#{n}"
@@ -334,7 +384,7 @@ class _Tap:
       return self._output(name, y)
     if method == "activate" and self._stack and self._stack[-1][0] is module:
       y = args[0] if args else kwargs["y"]
-      if isinstance(module, (L.Conv, L.Dense)) and module.activation is not None:
+      if issubclass(_kind(module), (L.Conv, L.Dense)) and module.activation is not None:
         y = self._output(f"{self._stack[-1][1]}/{PRE_ACTIVATION}", y)
       if self.relu is not None and _is_relu(module.activation):
         return self.relu(y)
@@ -346,7 +396,8 @@ def _apply(model: nn.Module, variables: Mapping[str, Any], x: Array, tap: _Tap, 
            train: bool = False, rngs: Mapping[str, Any] | None = None) -> Array:
   """``model.apply(variables, x, train=train)`` under ``tap``; in train mode the batch
   statistics are mutable (and their updates dropped: inspection changes no state)."""
-  with nn.intercept_methods(tap):
+  model, variables = _linen_face(model, variables)
+  with _intercepting(model, tap):
     if train:
       out, _ = model.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
       return out
@@ -498,8 +549,9 @@ def guided_backprop(model: nn.Module, variables: Mapping[str, Any], x: Array, ta
   ``mode='guided'``: :func:`guided_relu` (guided backpropagation); ``'deconvnet'``:
   :func:`deconv_relu` (Zeiler & Fergus' deconvnet view). ReLUs are the fused ``'relu'``
   activations of jaxcnn layers and ``Activation('relu')`` layers; a plain ``jax.nn.relu``
-  function in a ``Sequential`` is not a module and keeps its ordinary gradient. Returns
-  ``[B, *spatial, C]``.
+  function in a ``Sequential`` is not a module and keeps its ordinary gradient. Max pools
+  send each window's signal to one cell, its first maximum (the deconvnet's "switches"; see
+  :func:`jaxcnn.functional.max_pool`), ties included. Returns ``[B, *spatial, C]``.
   """
   relus = {"guided": guided_relu, "deconvnet": deconv_relu}
   if mode not in relus:
@@ -512,7 +564,7 @@ def guided_backprop(model: nn.Module, variables: Mapping[str, Any], x: Array, ta
 def _layer_output(model, variables, x, layer: str) -> Array:
   maps = feature_maps(model, variables, x)
   if layer not in maps:
-    raise ValueError(f"no layer named {layer!r} in {type(model).__name__}; layers: "
+    raise ValueError(f"no layer named {layer!r} in {_name(model)}; layers: "
                      f"{', '.join(maps)}")
   return maps[layer]
 
@@ -553,32 +605,43 @@ def occlusion(model: nn.Module, variables: Mapping[str, Any], x: Array, target: 
   """Occlusion sensitivity (Zeiler & Fergus 2014): the drop of the target logit when a
   ``patch x patch`` square is set to ``value``, at every position on a ``stride`` grid.
 
-  All positions are evaluated with ``vmap`` (``lax.map`` over chunks of ``batch_size``
-  positions), not a Python loop. Returns ``[B, n_h, n_w]`` with
-  ``n = (size - patch) // stride + 1``; entry ``[b, i, j]`` is
-  ``logit(x_b) - logit(x_b occluded at rows i*stride..., cols j*stride...)``, so a patch the
-  model ignores gives exactly 0 and a positive value marks evidence for the target.
+  All positions are evaluated with ``vmap`` (``lax.map`` over chunks of at most ``batch_size``
+  positions; ``None``: one position at a time), not a Python loop. Returns ``[B, n_h, n_w]``
+  with ``n = (size - patch) // stride + 1``; entry ``[b, i, j]`` is
+  ``logit(x_b) - logit(x_b occluded at rows i*stride..., cols j*stride...)``, so a positive
+  value marks evidence for the target. The unoccluded ``logit(x_b)`` is one more position of
+  the same chunked program (a patch outside the image), and every chunk has the same size, so
+  a patch the model ignores gives exactly 0, not the rounding difference between two
+  differently shaped computations of the same logit.
   """
   x = jnp.asarray(x)
   _checks.rank(x, 4, where="occlusion")
   patch = _checks.positive_int(patch, "patch")
   stride = patch if stride is None else _checks.positive_int(stride, "stride")
+  batch_size = _checks.positive_int(batch_size, "batch_size", optional=True)
   h, w = x.shape[1:3]
   if patch > min(h, w):
     raise ValueError(f"`patch` (={patch}) must fit in the image ({h}x{w})")
   rows = np.arange(0, h - patch + 1, stride)
   cols = np.arange(0, w - patch + 1, stride)
-  pos = jnp.asarray(np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2))
+  grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
+  # Position (h, w) occludes nothing: first, and as padding that makes every chunk full.
+  n = len(grid) + 1
+  chunks = 1 if batch_size is None else -(-n // batch_size)
+  chunk = None if batch_size is None else -(-n // chunks)
+  pad = 0 if batch_size is None else chunks * chunk - n
+  nothing = np.array([[h, w]])
+  pos = jnp.asarray(np.concatenate([nothing, grid, np.repeat(nothing, pad, axis=0)]))
   logit = lambda z: _target_logits(_apply(model, variables, z, _Tap(record=False)), target)
-  base = logit(x)
   ii = jnp.arange(h)[:, None]
   jj = jnp.arange(w)[None, :]
 
-  def drop(p):
+  def occluded_logit(p):
     inside = ((ii >= p[0]) & (ii < p[0] + patch) & (jj >= p[1]) & (jj < p[1] + patch))
-    return base - logit(jnp.where(inside[None, :, :, None], jnp.asarray(value, x.dtype), x))
+    return logit(jnp.where(inside[None, :, :, None], jnp.asarray(value, x.dtype), x))
 
-  drops = lax.map(drop, pos, batch_size=batch_size)  # [P, B]
+  logits = lax.map(occluded_logit, pos, batch_size=chunk)  # [1 + P + pad, B]
+  drops = logits[0][None] - logits[1:n]
   return drops.T.reshape(x.shape[0], len(rows), len(cols))
 
 
@@ -691,7 +754,7 @@ def maximize_activation(model: nn.Module, variables: Mapping[str, Any],
     tap = _Tap(record=False, target=layer)
     _apply(model, variables, z, tap)
     if tap.tapped is None:
-      raise ValueError(f"no layer named {layer!r} in {type(model).__name__}")
+      raise ValueError(f"no layer named {layer!r} in {_name(model)}")
     return jnp.mean(tap.tapped[0, ..., channel])
 
   def loss(raw, shift):

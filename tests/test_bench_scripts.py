@@ -1,5 +1,6 @@
 """The benchmark scripts' own logic: the Winograd formulation is exact, the epoch bench runs
-the commands it names, the bf16 guard bench compiles with and without the guard."""
+the commands it names, the bf16 guard bench compiles with and without the guard, the NNX
+bench times what it names."""
 
 import argparse
 from pathlib import Path
@@ -9,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.benchmarks import bench_bf16_guard, bench_epochs, bench_winograd
+from experiments.benchmarks import (bench_bf16_guard, bench_epochs, bench_nnx, bench_processes,
+                                    bench_winograd)
 from jaxcnn import functional as F
 from jaxcnn.functional import _ynn_guard
 
@@ -63,3 +65,42 @@ def test_bench_bf16_guard_forces_the_guard_and_restores_it():
   with bench_bf16_guard.guard(False):
     assert barriers() == 0
   assert _ynn_guard._installed_jaxlib_affected is before
+
+
+def test_bench_nnx_refuses_tables_without_the_linen_row_and_unknown_names(capsys):
+  for argv, message in ((["--rows", "nnx"], "--rows must include 'linen'"),
+                        (["--nets", "vgg"], "unknown net 'vgg'"),
+                        (["--rows", "linen,flax"], "unknown row 'flax'")):
+    with pytest.raises(SystemExit):
+      bench_nnx.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two compilations of the tutorial CNN's step
+def test_bench_nnx_times_both_rows_on_the_same_computation(capsys):
+  medians = bench_nnx.main(["--nets", "tutorial", "--batch-sizes", "4", "--reps", "2",
+                            "--block", "1"])
+  assert set(medians[("tutorial", 4)]) == {"linen", "nnx"}
+  assert all(t > 0 for t in medians[("tutorial", 4)].values())
+  # 5 steps: the compiling one, then 2 turns of one untimed and one timed step
+  assert "nnx: the same losses as linen over 5 steps, up to 0.00e+00" in capsys.readouterr().out
+
+
+def test_bench_processes_runs_one_process_plainly_and_more_through_the_launcher(tmp_path):
+  args = argparse.Namespace(image_folder="data.tar.gz", steps=300)
+  cmd, env = bench_processes.command("1x4", args, tmp_path)
+  assert cmd[cmd.index("-m") + 1] == "experiments.train"
+  assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4"
+  cmd, env = bench_processes.command("2x1", args, tmp_path)
+  assert cmd[cmd.index("-m") + 1:cmd.index("--")] == [
+      "experiments.launch", "-n", "2", "--devices-per-process", "1"]
+  assert "--config.parallel=mesh" in cmd and "--config.num_train_steps=300" in cmd
+  assert "XLA_FLAGS" not in env  # the launcher sets each process's devices
+
+
+@pytest.mark.parametrize("row,match", [("2", "must be '<processes>x<devices per process>'"),
+                                       ("0x1", "must be"), ("3x1", "does not split over 3")])
+def test_bench_processes_refuses_bad_rows(row, match, capsys):
+  with pytest.raises(SystemExit):
+    bench_processes.main(["--image-folder", "x", "--rows", row])
+  assert match in capsys.readouterr().err

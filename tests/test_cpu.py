@@ -171,13 +171,15 @@ def test_onednn_is_activated_when_installed_and_named_when_asked_for_but_missing
   assert jaxcnn.cpu._onednn("auto") == (False, None)
   assert jaxcnn.cpu._onednn(False) == (False, None)
   active = []
-  ext = types.SimpleNamespace(available=lambda: True, activate=lambda: active.append(1),
+  ext = types.SimpleNamespace(available=lambda: (True, "oneDNN 3.2.0"), activate=lambda: active.append(1),
                               is_active=lambda: bool(active))
   monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
   monkeypatch.setitem(sys.modules, "jaxcnn.cpu.onednn", ext)  # what the import then returns
   assert jaxcnn.cpu._onednn("auto") == (True, None) and active == [1]
-  ext.available = lambda: False
-  assert jaxcnn.cpu._onednn(True) == (False, "oneDNN extension not available on this machine")
+  ext.available = lambda: (False, "the oneDNN wheels are not installed")
+  assert jaxcnn.cpu._onednn("auto") == (False, None)  # an optional extra: quiet unless asked for
+  assert jaxcnn.cpu._onednn(True) == (
+      False, "oneDNN extension not used: the oneDNN wheels are not installed")
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -83,6 +83,7 @@ def test_make_augment_spec_forms_and_jit(images):
   a = augment.make_augment(("crop", "flip"))
   b = augment.make_augment([("random_crop", {"padding": 4}), ("random_flip", None)])
   c = augment.make_augment({"crop": {}, "flip": {}})
+  # Crops and flips only move pixels (no arithmetic): jitted or not, exactly equal.
   np.testing.assert_array_equal(a(k, images), b(k, images))
   np.testing.assert_array_equal(jax.jit(c)(k, images), a(k, images))
   assert augment.make_augment(None)(k, images) is images

@@ -70,7 +70,8 @@ def naive_conv(x, w, b=None, *, stride, pads, dilation, groups):
 
 
 # ----------------------------------------------------------------------------------------------
-# Exact, hand-computed values.
+# Exact, hand-computed values: small integers in and out, so every partial sum is an exact float,
+# whatever order the backend sums in.
 
 
 def test_hand_computed_ones_kernel_on_arange_image():
@@ -279,7 +280,7 @@ def test_conv_nd_aliases():
   for op, x_shape in ((F.conv1d, (1, 5, 2)), (F.conv2d, (1, 5, 4, 2)), (F.conv3d, (1, 3, 4, 3, 2))):
     x = rand(rng, x_shape)
     w = rand(rng, (2,) * (len(x_shape) - 2) + (2, 3))
-    np.testing.assert_array_equal(op(x, w, stride=2, padding="SAME"),
+    np.testing.assert_array_equal(op(x, w, stride=2, padding="SAME"),  # an alias: one call
                                   F.conv(x, w, stride=2, padding="SAME"))
   with pytest.raises(ValueError, match=r"`conv2d` expects `x` of shape \[B, H, W, C\], got "
                                        r"shape \(1, 5, 2\)"):
@@ -299,6 +300,7 @@ def test_dtypes_and_bias_added_in_output_dtype():
   w = jnp.ones((3, 3, 2, 3), jnp.bfloat16)
   y = F.conv(x, w, jnp.ones((3,), jnp.float32))
   assert y.dtype == jnp.bfloat16
+  # 18 products of ones plus a bias of 1: integers up to 19, exact in bfloat16.
   np.testing.assert_array_equal(np.asarray(y, np.float32), np.full((1, 2, 2, 3), 19.0))
   assert F.conv(x, w.astype(jnp.float32)).dtype == jnp.float32  # promoted, not an error
   assert F.conv_via_patches(x, w, jnp.ones((3,), jnp.float32)).dtype == jnp.bfloat16

@@ -177,6 +177,29 @@ def test_guided_backprop_and_deconvnet_by_hand():
   np.testing.assert_array_equal(I.deconv_relu(z), jax.nn.relu(z))
 
 
+def test_deconvnet_routes_each_pool_window_to_one_switch():
+  # After a ReLU every all-negative window is a tie of zeros. The deconvnet sends each window's
+  # signal to one cell (its switch: the first maximum in row-major order), never g/4 per cell.
+  x = jnp.asarray(np.random.default_rng(9).integers(-2, 2, (2, 4, 2, 3)), jnp.float32)
+  head = [L.Flatten(), L.Dense(5)]
+  nets = {"non-overlapping path": L.Sequential([L.Activation("relu"), L.MaxPool(2), *head]),
+          # the same windows (one column of outputs) through lax.reduce_window
+          "window path": L.Sequential([L.Activation("relu"), L.MaxPool(2, stride=(2, 3)), *head])}
+  v = nets["non-overlapping path"].init(KEY, x)
+  maps = jax.jit(lambda x: {k: I.guided_backprop(net, v, x, 3, mode="deconvnet")
+                            for k, net in nets.items()})(x)
+  # by hand: the dense weights of logit 3 at the pool output, each put at its window's switch
+  g = np.asarray(v["params"]["layers_3"]["kernel"][:, 3]).reshape(2, 3)  # [rows, C]
+  r = np.maximum(np.asarray(x), 0).reshape(2, 2, 2, 2, 3).transpose(0, 1, 4, 2, 3)
+  switch = np.argmax(r.reshape(2, 2, 3, 4), axis=-1)  # numpy's argmax: the first maximum
+  onehot = np.eye(4)[switch] * g[None, :, :, None]  # [B, 2, C, 4]
+  by_hand = np.maximum(onehot.reshape(2, 2, 3, 2, 2).transpose(0, 1, 3, 4, 2), 0)
+  by_hand = by_hand.reshape(2, 4, 2, 3)
+  assert (r.reshape(2, 2, 3, 4).max(-1) == 0).any()  # the batch has tied windows
+  for name, m in maps.items():
+    np.testing.assert_array_equal(m, by_hand.astype(np.float32), err_msg=name)
+
+
 def test_grad_cam_equals_the_hand_computed_map(cnn):
   model, v, x = cnn
   p = v["params"]
@@ -206,12 +229,39 @@ def test_occlusion_of_ignored_pixels_is_zero_and_matches_a_loop():
   v = {"params": {"layers_1": {**v["params"]["layers_1"], "kernel": kernel.reshape(64, 3)}}}
   occ = I.occlusion(net, v, x, 2, patch=4, stride=2, value=0.5, batch_size=3)
   assert occ.shape == (2, 3, 3)
+  # Exact: the unoccluded logit comes from the same chunked program as the occluded ones, and
+  # the ignored pixels meet only exact-zero weights, so the two logits are the same float ops.
   np.testing.assert_array_equal(occ[:, :, 2], 0.0)  # patches in columns 4..7
   assert np.all(np.abs(np.asarray(occ[:, :, 0])) > 0)
   for b, i, j in ((0, 1, 0), (1, 2, 1)):
     occluded = x.at[b, 2 * i:2 * i + 4, 2 * j:2 * j + 4].set(0.5)
     drop = net.apply(v, x)[b, 2] - net.apply(v, occluded)[b, 2]
     np.testing.assert_allclose(occ[b, i, j], drop, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [None, 4])  # one at a time; 5 chunks of 4 (3 padding)
+def test_occlusion_of_pixels_a_conv_net_ignores_is_exactly_zero(batch_size):
+  # Conv 3x3 VALID on 8 columns: output columns 0..2 see input columns 0..4 only. With the
+  # dense weights of output columns 3..5 zeroed, input columns 5..7 cannot reach the logit.
+  net = L.Sequential([L.Conv(4, 3, activation="relu"), L.Flatten(), L.Dense(3)])
+  x = _rand((2, 8, 8, 1), seed=8)
+  v = net.init(KEY, x[:1])
+  kernel = v["params"]["layers_2"]["kernel"].reshape(6, 6, 4, 3).at[:, 3:].set(0.0)
+  v = {"params": {**v["params"], "layers_2": {**v["params"]["layers_2"],
+                                               "kernel": kernel.reshape(-1, 3)}}}
+  occ = I.occlusion(net, v, x, 1, patch=2, stride=2, value=3.0, batch_size=batch_size)
+  assert occ.shape == (2, 4, 4)
+  np.testing.assert_array_equal(occ[:, :, 3], 0.0)  # patches in columns 6..7
+  assert np.all(np.abs(np.asarray(occ[:, :, 0])) > 0)
+
+
+def test_occlusion_rejects_a_bad_batch_size():
+  net = L.Sequential([L.Flatten(), L.Dense(3)])
+  x = jnp.ones((1, 4, 4, 1))
+  v = net.init(KEY, x)
+  for bad in (0, 2.0, True):
+    with pytest.raises(ValueError, match=r"`batch_size` \(=.*\) must be an int >= 1 or None"):
+      I.occlusion(net, v, x, 0, patch=2, batch_size=bad)
 
 
 # ------------------------------------------------------------------ activation maximisation

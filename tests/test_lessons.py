@@ -492,3 +492,15 @@ def test_features_during_training_snapshots_every_epoch(run_quick):
                                                 "feature_maps_per_epoch.png",
                                                 "dead_relu_accuracy.png"}
   _check_figures(result, out)
+
+
+def test_your_own_images_trains_on_a_made_folder_with_class_names(run_quick):
+  result, out, printed = run_quick("your_own_images")
+  _check_figures(result, out)
+  r = result["results"]
+  assert (r["images"], r["skipped_files"], r["classes"]) == (48, 1, 4)
+  assert r["train_images"] + r["validation_images"] == 48 and r["validation_images"] == 9
+  assert "('circle', 'square', 'star', 'triangle')" in printed
+  assert "validation accuracy after 2 epochs" in printed
+  formats = {p.suffix for p in (out / "my_images").rglob("*.*")}
+  assert {".png", ".jpg", ".bmp", ".gif", ".webp", ".txt"} <= formats

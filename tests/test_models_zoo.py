@@ -72,15 +72,15 @@ def cifar_resnet_count(depth, shortcut="A"):
   return total + dense(64, 10)
 
 
-def resnet18_count():
-  total, c = conv(3, 3, 64) + bn(64), 64
+def resnet18_count(stem_kernel=3, classes=10):
+  total, c = conv(stem_kernel, 3, 64) + bn(64), 64
   for w in (64, 128, 256, 512):
     for _ in range(2):
       total += conv(3, c, w) + conv(3, w, w) + 2 * bn(w)
       if c != w:
         total += conv(1, c, w) + bn(w)
       c = w
-  return total + dense(512, 10)
+  return total + dense(512, classes)
 
 
 def preact_count(stem, widths, n, final_norm):
@@ -127,6 +127,7 @@ COUNTS = [
     *[(f"resnet{d}", {"shortcut": "B"}, cifar_resnet_count(d, "B")) for d in (20, 56)],
     ("cifar_resnet", {"depth": 8}, cifar_resnet_count(8)),
     ("resnet18", {}, resnet18_count()),
+    ("resnet18", {"stem": "imagenet"}, resnet18_count(7)),
     ("preact_resnet18", {}, preact_count(64, (64, 128, 256, 512), 2, False)),
     ("preact_resnet18", {"final_norm": True}, preact_count(64, (64, 128, 256, 512), 2, True)),
     ("wide_resnet", {}, preact_count(16, (160, 320, 640), 4, True)),
@@ -150,6 +151,7 @@ def test_formulas_give_the_published_and_reference_numbers():
   assert [cifar_resnet_count(d) for d in (20, 32, 44, 56, 110)] == [
       269_722, 464_154, 658_586, 853_018, 1_727_962]
   assert resnet18_count() == 11_173_962  # kuangliu/pytorch-cifar ResNet18
+  assert resnet18_count(7, classes=1000) == 11_689_512  # torchvision.models.resnet18()
   # kuangliu's PreActResNet18: 2,816 fewer than ResNet-18 (no stem BN, no shortcut BNs; the
   # pre-activation BNs see the block's input width)
   assert preact_count(64, (64, 128, 256, 512), 2, False) == 11_171_146
@@ -429,7 +431,7 @@ def test_whitening_kernel_whitens_the_patch_covariance():
   for eps, expected in ((1e-7, np.ones(12)), (0.05, lam / (lam + 0.05))):
     kernel = np.asarray(models.whitening_kernel(x, eps=eps), np.float64)
     assert kernel.shape == (2, 2, 3, 24)
-    np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])
+    np.testing.assert_array_equal(kernel[..., 12:], -kernel[..., :12])  # negated copies
     z = p @ kernel[..., :12].reshape(12, 12)  # the conv's response to every patch
     np.testing.assert_allclose(z.T @ z / len(z), np.diag(expected), atol=2e-3)
 
@@ -438,7 +440,7 @@ def test_whitening_conv_is_frozen_and_init_whitening_sets_it():
   model = _tiny("speednet")
   x = _correlated_images(4, 32)
   variables = models.init_whitening(_numpy_variables(model), x)
-  np.testing.assert_array_equal(variables["params"]["whiten"]["kernel"],
+  np.testing.assert_array_equal(variables["params"]["whiten"]["kernel"],  # the same call
                                 models.whitening_kernel(x))
 
   def loss(params):

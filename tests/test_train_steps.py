@@ -160,7 +160,8 @@ def test_pmap_folds_device_index_and_averages_batch_stats():
   state = par.put_state(_state(Tiny(bn=True, dropout=0.5), optax.sgd(0.1)))
   state, _ = par.compile_train(train_step)(state, par.put_batch(_batch(n=16)))
   stats = jax.device_get(state.batch_stats)
-  # Replicas of the running statistics stay identical (pmean-ed every step).
+  # Replicas of the running statistics stay identical (pmean-ed every step: one all-reduce
+  # result, delivered to every device).
   for leaf in jax.tree.leaves(stats):
     np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[:1], leaf.shape))
 

@@ -46,6 +46,7 @@ def test_uint8_images_are_scaled_to_unit_range_everywhere():
   y = rng.integers(0, 10, 16)
   h8 = fit(_mlp(), (x8, y), epochs=2, batch_size=8, verbose=0)
   hf = fit(_mlp(), (x8.astype(np.float32) / 255, y), epochs=2, batch_size=8, verbose=0)
+  # Exact: fit scales uint8 in numpy exactly as here, so both runs see the same bits.
   assert h8["loss"] == hf["loss"]
   np.testing.assert_array_equal(predict(h8.state, x8, batch_size=8),
                                 predict(h8.state, x8.astype(np.float32) / 255, batch_size=8))

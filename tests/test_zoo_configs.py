@@ -15,7 +15,7 @@ from jaxcnn.train import run, validate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ZOO_CONFIGS = ("resnet20_cifar10", "vgg16_cifar10", "preact_resnet18_cifar10",
-               "resnet9_cifar10")
+               "resnet9_cifar10", "resnet18_imagenette")
 
 
 @pytest.mark.parametrize("name", ZOO_CONFIGS)
@@ -36,6 +36,18 @@ def test_config_validates_and_builds_its_model(name):
   config = importlib.import_module(f"jaxcnn.configs.{name}").get_config()
   model = run.make_model(validate(config), 10)
   assert model.dtype == jnp.float32  # 'auto' on this CPU
+
+
+def test_imagenette_config_takes_160px_images():
+  import jax
+  from jaxcnn.configs import resnet18_imagenette
+  cfg = validate(resnet18_imagenette.get_config())
+  assert (cfg.data.image_size, cfg.data.loader, cfg.model_kwargs["stem"]) == (160, "host",
+                                                                              "imagenet")
+  model = run.make_model(cfg, 10)
+  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0],
+                       jax.ShapeDtypeStruct((2, 160, 160, 3), jnp.float32))
+  assert out.shape == (2, 10)
 
 
 def test_auto_dtype_is_bfloat16_on_accelerators_and_unknown_names_fail():

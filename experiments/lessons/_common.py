@@ -415,3 +415,34 @@ def thumbnail(src: str | os.PathLike, dest: str | os.PathLike, *, width: int = 2
     if dest.stat().st_size <= max_bytes or width <= 80:
       return dest
     width = int(width * 0.85)
+
+
+def cifar_config(name: str, model: str, epochs: int, quick: bool, seed: int,
+                 image_folder: str | None) -> dict:
+  """The cache key of a course CIFAR-10 net trained with Adam 1e-3, batch 32, on ``x / 255``
+  (train[:45000], validation train[45000:]; two epochs on synthetic images with ``quick``)."""
+  return {"name": name, "model": model, "epochs": 2 if quick else epochs, "batch_size": 32,
+          "learning_rate": 1e-3, "seed": seed, "quick": quick, "inputs": "x / 255",
+          "train_split": "train[:45000]", "val_split": "train[45000:]",
+          "data": "synthetic" if quick else str(image_folder or "tfds")}
+
+
+def trained_cifar_net(cfg: Mapping[str, Any], quick: bool, seed: int,
+                      image_folder: str | None):
+  """Trains (or loads from the cache) the net of :func:`cifar_config` ``cfg``; returns
+  ``(model, params, history, (x_val, y_val), (x_train, y_train), was_cached)``, images float32
+  in [0, 1], the net's input."""
+  from jaxcnn.models import get_model  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  train_xy = load_cifar01(cfg["train_split"], image_folder=image_folder, quick=quick, seed=seed)
+  val_xy = load_cifar01(cfg["val_split"], image_folder=image_folder, quick=quick,
+                        quick_size=256, seed=seed)
+  model = get_model(cfg["model"])
+
+  def train_fn():
+    h = train(model, train_xy, val_xy, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+              seed=seed, learning_rate=cfg["learning_rate"], verbose=0 if quick else 1)
+    return jax.device_get(h.state.params), {k: [float(v) for v in vs] for k, vs in h.items()}
+
+  params, history, cached = cached_train(cfg, train_fn)
+  return model, params, history, val_xy, train_xy, cached

@@ -20,6 +20,7 @@ Command (the lessons runner; or call ``run`` directly)::
     python -m experiments.lessons architectures \
         --image-folder ../shared/data/cifar10_jpeg_train.tar.gz
     python -m experiments.lessons architectures --quick   # seconds, random data, tiny nets
+    python experiments/lessons/architectures.py --quick --api nnx   # the models as NNX modules
 
 Hardware and run time: 10 models x 180 s of training + compilation and evaluation: 41 minutes
 on this project's 2-core AMD EPYC (jax 0.10.2). Measured 2026-12-01, seed 0 (BENCHMARKS.md
@@ -118,14 +119,28 @@ def _batches(loader):
     epoch += 1
 
 
+def build_model(name: str, kwargs: dict[str, Any], api: str = "linen", seed: int = 0) -> Any:
+  """The zoo model ``name``: a Linen module (``api='linen'``) or, with ``api='nnx'``, the same
+  architecture as a Flax NNX module (:func:`jaxcnn.nnx.get_model`), which the same train step
+  trains."""
+  if api == "linen":
+    return models.get_model(name, **kwargs)
+  if api == "nnx":
+    from flax import nnx  # pylint: disable=g-import-not-at-top
+    from jaxcnn import nnx as jnnx  # pylint: disable=g-import-not-at-top
+    return jnnx.get_model(name, rngs=nnx.Rngs(seed), **kwargs)
+  raise ValueError(f"`api` (={api!r}) must be 'linen' or 'nnx'")
+
+
 def train_for(name: str, kwargs: dict[str, Any], train_loader, val_loader, *, budget_s: float,
-              seed: int = 0) -> dict[str, float]:
-  """Trains ``name`` for ``budget_s`` seconds of steps (compilation excluded), then evaluates.
+              seed: int = 0, api: str = "linen") -> dict[str, float]:
+  """Trains ``name`` (as :func:`build_model` with ``api`` makes it) for ``budget_s`` seconds of
+  steps (compilation excluded), then evaluates.
 
   Returns params, MACs per 32x32x3 image, images/s (steps after the first), steps, epochs seen,
   validation loss and accuracy, and the compile time of the first step.
   """
-  model = models.get_model(name, **kwargs)
+  model = build_model(name, kwargs, api, seed)
   summary = inspect.summary(model, (1, 32, 32, 3), print_fn=None)
   state = create_train_state(model, jax.random.PRNGKey(seed), (1, 32, 32, 3),
                              optax.adam(1e-3))
@@ -233,9 +248,10 @@ def plot_accuracy_vs_macs(rows: dict[str, dict[str, float]], budget_s: float,
 
 def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = None,
         seed: int = 0, models_to_run: tuple[tuple[str, dict[str, Any]], ...] | None = None,
-        budget_s: float | None = None) -> dict:
+        budget_s: float | None = None, api: str = "linen") -> dict:
   """Runs the lesson; see the module docstring. ``models_to_run``/``budget_s`` override the
-  lists and budget (e.g. one model for a short check)."""
+  lists and budget (e.g. one model for a short check); ``api='nnx'`` trains the models as Flax
+  NNX modules (:func:`build_model`)."""
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   if quick:
@@ -253,7 +269,8 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
   rows = {}
   for name, kwargs in chosen:
     label = name if not kwargs else f"{name}*"  # * = a reduced member of the family
-    rows[label] = train_for(name, kwargs, train_loader, val_loader, budget_s=budget, seed=seed)
+    rows[label] = train_for(name, kwargs, train_loader, val_loader, budget_s=budget, seed=seed,
+                            api=api)
     r = rows[label]
     print(f"{label}: {r['params']:,} params, {r['macs']:,} MACs, {r['images_per_s']:.0f} "
           f"images/s, {r['epochs']:.2f} epochs, val acc {100 * r['val_accuracy']:.1f}% "
@@ -283,7 +300,9 @@ if __name__ == "__main__":
   parser.add_argument("--model", action="append", default=None,
                       help="only this model (repeatable)")
   parser.add_argument("--budget", type=float, default=None, help="seconds per model")
+  parser.add_argument("--api", choices=("linen", "nnx"), default="linen",
+                      help="run the models as Linen modules or as Flax NNX modules")
   args = parser.parse_args()
   only = tuple((m, {}) for m in args.model) if args.model else None
   run(pathlib.Path(args.out), quick=args.quick, image_folder=args.image_folder, seed=args.seed,
-      models_to_run=only, budget_s=args.budget)
+      models_to_run=only, budget_s=args.budget, api=args.api)

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import pathlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -59,30 +58,13 @@ MODEL = "tutorial_cnn_512"
 
 
 def config(quick: bool, seed: int, image_folder: str | None) -> dict:
-  return {"name": "cifar10_tf_tutorial_cnn", "model": MODEL, "epochs": 2 if quick else 10,
-          "batch_size": 32, "learning_rate": 1e-3, "seed": seed, "quick": quick,
-          "inputs": "x / 255", "train_split": "train[:45000]", "val_split": "train[45000:]",
-          "data": "synthetic" if quick else str(image_folder or "tfds")}
+  return _common.cifar_config("cifar10_tf_tutorial_cnn", MODEL, 10, quick, seed, image_folder)
 
 
 def trained(quick: bool, seed: int, image_folder: str | None):
   """``(model, params, history, (x_val, y_val), (x_train, y_train), was_cached)``; images are
   float32 in [0, 1], the net's input."""
-  cfg = config(quick, seed, image_folder)
-  train_xy = _common.load_cifar01(cfg["train_split"], image_folder=image_folder, quick=quick,
-                                  seed=seed)
-  val_xy = _common.load_cifar01(cfg["val_split"], image_folder=image_folder, quick=quick,
-                                quick_size=256, seed=seed)
-  model = get_model(cfg["model"])
-
-  def train_fn():
-    h = _common.train(model, train_xy, val_xy, epochs=cfg["epochs"],
-                      batch_size=cfg["batch_size"], seed=seed,
-                      learning_rate=cfg["learning_rate"], verbose=0 if quick else 1)
-    return jax.device_get(h.state.params), {k: [float(v) for v in vs] for k, vs in h.items()}
-
-  params, history, cached = _common.cached_train(cfg, train_fn)
-  return model, params, history, val_xy, train_xy, cached
+  return _common.trained_cifar_net(config(quick, seed, image_folder), quick, seed, image_folder)
 
 
 def summaries(results: dict) -> None:

@@ -142,8 +142,9 @@ def _onednn(mode) -> tuple[bool, str | None]:
   if importlib.util.find_spec("jaxcnn.cpu.onednn") is None:
     return False, "oneDNN extension not installed" if mode is True else None
   ext = importlib.import_module("jaxcnn.cpu.onednn")
-  if not ext.available():
-    return False, "oneDNN extension not available on this machine" if mode is True else None
+  ok, why = ext.available()
+  if not ok:  # 'auto' stays quiet: the extension is an optional extra
+    return False, f"oneDNN extension not used: {why}" if mode is True else None
   ext.activate()
   return bool(ext.is_active()), None
 

@@ -2,8 +2,9 @@
 
 Every loader yields plain dicts ``{'image': float [B, H, W, C] normalised, 'label': int32 [B]}``
 (+ ``'mask': float32 [B]`` for eval loaders, which pad the last batch). Order, shuffling and
-augmentation are a pure function of ``(seed, epoch, step)`` (and the process index, on processes
-other than 0 of a multi-process run), so ``loader.epoch(e, start_step=s)`` resumes exactly.
+augmentation are a pure function of ``(seed, epoch, step)``, so ``loader.epoch(e, start_step=s)``
+resumes exactly; process ``p`` of a multi-process run yields its rows of each global batch, the
+same global batches as one process would (see :mod:`jaxcnn.data._loaders`).
 
 Sources (all take tfds split syntax: ``'train[:45000]'``, ``'train[45000:]'``, ``'train[90%:]'``),
 chosen by ``source=`` (``data.source`` in a config; ``'auto'`` by default, see
@@ -57,6 +58,10 @@ Colab TPU: which route works (checked against public reports, 2025; not run on a
 """
 
 from jaxcnn.data import augment
+from jaxcnn.data._datasets import (dataset_info, dataset_kind, image_folder_dataset,
+                                   make_dataset_loader)
+from jaxcnn.data._folder import FolderFiles, ImageSpec, scan_folder
+from jaxcnn.data._stream import HostLoader
 from jaxcnn.data._export import write_image_folder
 from jaxcnn.data._info import DATASETS, DatasetInfo, DatasetNotFoundError, compute_mean_std, get_info
 from jaxcnn.data._loaders import DeviceLoader, StreamLoader, make_loader, normalize
@@ -66,9 +71,11 @@ from jaxcnn.data._sources import (SOURCES, TensorFlowMissingError, default_cache
 from jaxcnn.data._split import check_splits_disjoint, parse_split, resolve_split, shard_range
 
 __all__ = [
-    "DATASETS", "DatasetInfo", "DatasetNotFoundError", "DeviceLoader", "SOURCES", "StreamLoader",
-    "TensorFlowMissingError", "augment", "check_splits_disjoint", "compute_mean_std",
-    "default_cache_dir", "get_info", "has_tensorflow", "list_image_folder", "load_arrays",
-    "make_loader", "normalize", "parse_split", "read_image_folder", "resolve_source",
-    "resolve_split", "shard_range", "write_image_folder",
+    "DATASETS", "DatasetInfo", "DatasetNotFoundError", "DeviceLoader", "FolderFiles",
+    "HostLoader", "ImageSpec", "SOURCES", "StreamLoader", "TensorFlowMissingError", "augment",
+    "check_splits_disjoint", "compute_mean_std", "dataset_info", "dataset_kind",
+    "default_cache_dir", "get_info", "has_tensorflow", "image_folder_dataset",
+    "list_image_folder", "load_arrays", "make_dataset_loader", "make_loader", "normalize",
+    "parse_split", "read_image_folder", "resolve_source", "resolve_split", "scan_folder",
+    "shard_range", "write_image_folder",
 ]

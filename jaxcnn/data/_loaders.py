@@ -1,18 +1,24 @@
 """Batch loaders with one interface: ``loader.epoch(epoch, start_step) -> Iterator[dict]``.
 
-Order, augmentation and shuffling are a pure function of ``(seed, epoch, step)`` and the
-process index:
+Order, augmentation and shuffling are a pure function of ``(seed, epoch, step)``:
   * the epoch key is ``fold_in(key(seed), epoch)``, split into a permutation key and an
     augmentation root; step ``s`` augments with ``fold_in(aug_root, s)``;
-  * process ``p > 0`` of a multi-process run starts from ``fold_in(key(seed), p)`` instead of
-    ``key(seed)``, so hosts do not draw the same crops, flips and shard order in lock step.
-    Process 0 keeps the plain key: single-process runs (and their recorded results and
-    checkpoints) are bit-identical to those of loaders that knew nothing of processes;
   * so ``epoch(e, start_step=s)`` yields exactly the batches ``s, s+1, ...`` of ``epoch(e)``:
     exact resume after a checkpoint.
 
-The augmentation is called as ``augment(key, images, index, epoch)`` (``index``: each example's
-position in this process's split), so position-dependent augmentations such as
+Processes: a loader of process ``p`` of ``N`` (``process_index``, ``process_count``) yields rows
+``[p * B, (p + 1) * B)`` of each *global* batch of ``N * B`` examples (``B``: its
+``batch_size``), where the global batches are those of one process with batch size ``N * B``:
+same permutation of the whole split, and each example augmented as it would be there (the
+augmentation draws for the global batch and keeps the process's rows; see
+:mod:`jaxcnn.data.augment`, ``rows``). Concatenating the N processes' batches gives the
+one-process batch, so a run on N processes trains on the same batches as on one. Each process
+holds the whole split (the device loader on its device, the stream loader in tf.data's cache),
+since a permutation sends any example to any process; per step it gathers, augments and
+normalises only its own rows. With one process (the default) nothing changes.
+
+The augmentation is called as ``augment(key, images, index, epoch, rows=...)`` (``index``: each
+example's position in the split), so position-dependent augmentations such as
 :func:`jaxcnn.data.augment.alternating_flip` are pure in ``(seed, epoch, step)`` too.
 """
 
@@ -36,14 +42,26 @@ from jaxcnn.data._sources import (import_tf, load_arrays, resolve_process, resol
 Batch = dict[str, jax.Array]
 
 
-def _epoch_keys(seed: int, epoch: jax.Array,
-                process_index: int = 0) -> tuple[jax.Array, jax.Array]:
-  """(permutation key, augmentation root) of an epoch on process ``process_index``."""
-  root = jax.random.key(seed)
-  if process_index:  # a Python int: process 0 keeps the single-process keys (module docstring)
-    root = jax.random.fold_in(root, process_index)
-  perm_key, aug_root = jax.random.split(jax.random.fold_in(root, epoch))
+def _epoch_keys(seed: int, epoch: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(permutation key, augmentation root) of an epoch (the same on every process)."""
+  perm_key, aug_root = jax.random.split(jax.random.fold_in(jax.random.key(seed), epoch))
   return perm_key, aug_root
+
+
+def _check_processes(process_index: Any, process_count: Any) -> tuple[int, int]:
+  process_count = _checks.positive_int(process_count, "process_count")
+  process_index = _checks.positive_int(process_index, "process_index", low=0)
+  if process_index >= process_count:
+    raise ValueError(f"`process_index` (={process_index}) must be smaller than `process_count` "
+                     f"(={process_count})")
+  return process_index, process_count
+
+
+def _rows(batch_size: int, process_index: int, process_count: int) -> tuple[int, int] | None:
+  """The augmentation's ``rows``: this process's place in the global batch (None: one process)."""
+  if process_count == 1:
+    return None
+  return process_index * batch_size, process_count * batch_size
 
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float],
@@ -80,15 +98,20 @@ def _check_stats(mean, std, channels: int) -> tuple[tuple[float, ...], tuple[flo
   return mean, std
 
 
-def _check_batch(batch_size: Any, num_examples: int, drop_remainder: bool) -> tuple[int, int]:
-  """``(batch_size, steps_per_epoch)``."""
+def _check_batch(batch_size: Any, num_examples: int, drop_remainder: bool,
+                 process_count: int = 1) -> tuple[int, int]:
+  """``(batch_size, steps_per_epoch)``: steps of global batches of ``batch_size *
+  process_count`` examples."""
   batch_size = _checks.positive_int(batch_size, "batch_size")
-  if drop_remainder and batch_size > num_examples:
+  whole = batch_size * process_count
+  if drop_remainder and whole > num_examples:
+    what = (f"`batch_size` (={batch_size})" if process_count == 1 else
+            f"the global batch ({process_count} processes x `batch_size` {batch_size} = {whole})")
     raise ValueError(
-        f"`batch_size` (={batch_size}) is larger than the split ({num_examples} examples on this "
-        "process): with drop_remainder=True an epoch would have no batch")
-  return batch_size, (num_examples // batch_size if drop_remainder
-                      else math.ceil(num_examples / batch_size))
+        f"{what} is larger than the split ({num_examples} examples): with drop_remainder=True "
+        "an epoch would have no batch")
+  return batch_size, (num_examples // whole if drop_remainder
+                      else math.ceil(num_examples / whole))
 
 
 def _check_start(start_step: int, steps: int) -> None:
@@ -104,8 +127,10 @@ class DeviceLoader:
   across steps or epochs (the epoch and step are traced scalars).
 
   Args:
-    arrays: ``{'image': uint8 [N, H, W, C], 'label': int [N]}`` (e.g. from :func:`load_arrays`).
-    batch_size: examples per batch (per process).
+    arrays: ``{'image': uint8 [N, H, W, C], 'label': int [N]}``: the whole split (e.g. from
+      :func:`load_arrays`), on every process.
+    batch_size: examples per batch of this process (the global batch is ``batch_size *
+      process_count``).
     shuffle: permute each epoch (train); else the stored order (eval).
     seed: the data seed.
     augment: a spec for :func:`jaxcnn.data.augment.make_augment` (None for eval).
@@ -115,9 +140,8 @@ class DeviceLoader:
     dtype: dtype of the normalised images.
     sharding: optional ``jax.sharding.NamedSharding`` for the batches (batch axis sharded); the
       split is then replicated over that sharding's mesh. Single-process only.
-    process_index: this process's index (``jax.process_index()``; :func:`make_loader` passes
-      it), folded into the shuffling and augmentation keys when positive, so each host draws
-      its own; 0 gives the single-process keys.
+    process_index, process_count: this process's rows of each global batch (module
+      docstring; :func:`make_loader` passes ``jax.process_index()``, ``jax.process_count()``).
 
   Example:
     >>> arrays = {'image': np.zeros((10, 8, 8, 3), np.uint8), 'label': np.arange(10)}
@@ -130,7 +154,8 @@ class DeviceLoader:
   def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, *, shuffle: bool, seed: int,
                augment: Any = None, mean: Sequence[float], std: Sequence[float],
                drop_remainder: bool = True, dtype: Any = jnp.float32,
-               sharding: jax.sharding.Sharding | None = None, process_index: int = 0):
+               sharding: jax.sharding.Sharding | None = None, process_index: int = 0,
+               process_count: int = 1):
     images, labels = arrays["image"], np.asarray(arrays["label"])
     if images.ndim != 4 or images.dtype != np.uint8:
       raise ValueError(
@@ -138,14 +163,14 @@ class DeviceLoader:
     if labels.shape != images.shape[:1]:
       raise ValueError(
           f"`arrays['label']` shape {labels.shape} does not match {images.shape[0]} images")
+    self.process_index, self.process_count = _check_processes(process_index, process_count)
     self.num_examples = int(images.shape[0])
     self.batch_size, self.steps_per_epoch = _check_batch(batch_size, self.num_examples,
-                                                         drop_remainder)
+                                                         drop_remainder, self.process_count)
     self.image_shape = tuple(images.shape[1:])
     self.mean, self.std = _check_stats(mean, std, images.shape[-1])
     self.shuffle, self.seed, self.drop_remainder = bool(shuffle), int(seed), bool(drop_remainder)
     self.dtype = dtype
-    self.process_index = _checks.positive_int(process_index, "process_index", low=0)
     self._augment = augment_lib.make_augment(augment, seed=self.seed)
 
     data_sharding = None
@@ -164,9 +189,10 @@ class DeviceLoader:
     self._batch_fn = jax.jit(self._batch, out_shardings=out_shardings)
 
   def _order(self, epoch: jax.Array) -> jax.Array:
-    n, padded = self.num_examples, self.steps_per_epoch * self.batch_size
+    n = self.num_examples
+    padded = self.steps_per_epoch * self.batch_size * self.process_count
     if self.shuffle:
-      order = jax.random.permutation(_epoch_keys(self.seed, epoch, self.process_index)[0], n)
+      order = jax.random.permutation(_epoch_keys(self.seed, epoch)[0], n)
     else:
       order = jnp.arange(n)
     if padded > n:
@@ -176,14 +202,17 @@ class DeviceLoader:
   def _batch(self, images: jax.Array, labels: jax.Array, order: jax.Array, epoch: jax.Array,
              step: jax.Array) -> Batch:
     b = self.batch_size
-    idx = jax.lax.dynamic_slice(order, (step * b,), (b,))
+    # This process's rows of the global batch `step` (module docstring).
+    first = step * b * self.process_count + self.process_index * b
+    idx = jax.lax.dynamic_slice(order, (first,), (b,))
     x = jnp.take(images, idx, axis=0)
     y = jnp.take(labels, idx, axis=0)
-    aug_root = _epoch_keys(self.seed, epoch, self.process_index)[1]
-    x = self._augment(jax.random.fold_in(aug_root, step), x, idx, epoch)
+    aug_root = _epoch_keys(self.seed, epoch)[1]
+    x = self._augment(jax.random.fold_in(aug_root, step), x, idx, epoch,
+                      rows=_rows(b, self.process_index, self.process_count))
     out = {"image": normalize(x, self.mean, self.std, self.dtype), "label": y}
     if not self.drop_remainder:
-      out["mask"] = (step * b + jnp.arange(b) < self.num_examples).astype(jnp.float32)
+      out["mask"] = (first + jnp.arange(b) < self.num_examples).astype(jnp.float32)
     return out
 
   def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
@@ -198,8 +227,10 @@ class DeviceLoader:
       yield self._batch_fn(self._images, self._labels, order, epoch_arr, np.int32(step))
 
   def __repr__(self) -> str:
+    procs = (f", process {self.process_index} of {self.process_count}"
+             if self.process_count > 1 else "")
     return (f"DeviceLoader(num_examples={self.num_examples}, batch_size={self.batch_size}, "
-            f"steps_per_epoch={self.steps_per_epoch}, shuffle={self.shuffle})")
+            f"steps_per_epoch={self.steps_per_epoch}, shuffle={self.shuffle}{procs})")
 
 
 class StreamLoader:
@@ -208,17 +239,20 @@ class StreamLoader:
 
   Args:
     source: ``{'image', 'label'}`` arrays, or a ``tf.data.Dataset`` of single examples
-      ``{'image': uint8 [H, W, C], 'label': int32}`` (see :meth:`from_tfds`).
+      ``{'image': uint8 [H, W, C], 'label': int32}`` (see :meth:`from_tfds`): the whole split,
+      on every process.
     num_examples: examples in ``source`` (needed only for a dataset of unknown cardinality).
     shuffle_buffer: tf.data shuffle buffer (default: the whole split: a true permutation).
-    Other arguments (``process_index`` included) as :class:`DeviceLoader`.
+    Other arguments (``process_index``, ``process_count`` included) as :class:`DeviceLoader`:
+    each process streams the global batches and keeps its rows of them.
   """
 
   def __init__(self, source: Any, batch_size: int, *, shuffle: bool, seed: int,
                augment: Any = None, mean: Sequence[float], std: Sequence[float],
                drop_remainder: bool = True, dtype: Any = jnp.float32,
                num_examples: int | None = None, shuffle_buffer: int | None = None,
-               cache: bool = True, process_index: int = 0):
+               cache: bool = True, process_index: int = 0, process_count: int = 1):
+    self.process_index, self.process_count = _check_processes(process_index, process_count)
     tf = import_tf()
     if isinstance(source, dict):
       images, labels = np.asarray(source["image"]), np.asarray(source["label"], np.int32)
@@ -242,11 +276,10 @@ class StreamLoader:
     self.image_shape = tuple(ds.element_spec["image"].shape)
     self.num_examples = int(num_examples)
     self.batch_size, self.steps_per_epoch = _check_batch(batch_size, self.num_examples,
-                                                         drop_remainder)
+                                                         drop_remainder, self.process_count)
     self.mean, self.std = _check_stats(mean, std, self.image_shape[-1])
     self.shuffle, self.seed, self.drop_remainder = bool(shuffle), int(seed), bool(drop_remainder)
     self.dtype = dtype
-    self.process_index = _checks.positive_int(process_index, "process_index", low=0)
     self.shuffle_buffer = int(shuffle_buffer or self.num_examples)
     self._augment = augment_lib.make_augment(augment, seed=self.seed)
     self._process_fn = jax.jit(self._process)
@@ -255,8 +288,9 @@ class StreamLoader:
   def from_tfds(cls, name: str, split: str, batch_size: int, *, data_dir: str | None = None,
                 download: bool = True, process_index: int | None = None,
                 process_count: int | None = None, **kwargs) -> "StreamLoader":
-    """Streams this process's shard of ``tfds.load(name, split)``; mean/std default to
-    ``DATASETS[name]``.
+    """Streams this process's rows of the global batches of ``tfds.load(name, split)``
+    (``process_index``, ``process_count``: as :class:`DeviceLoader`; default: this process of
+    ``jax.process_count()``); mean/std default to ``DATASETS[name]``.
 
     Example:
       >>> loader = StreamLoader.from_tfds('cifar10', 'train[:45000]', 128, shuffle=True, seed=0,
@@ -264,16 +298,19 @@ class StreamLoader:
     """
     info = get_info(name)
     process_index, process_count = resolve_process(process_index, process_count)
-    ds, n = tfds_dataset(name, split, data_dir=data_dir, download=download,
-                         process_index=process_index, process_count=process_count)
+    # The whole split on every process: the global permutation reaches every example.
+    ds, n = tfds_dataset(name, split, data_dir=data_dir, download=download, process_index=0,
+                         process_count=1)
     kwargs.setdefault("mean", info.mean)
     kwargs.setdefault("std", info.std)
-    return cls(ds, batch_size, num_examples=n, process_index=process_index, **kwargs)
+    return cls(ds, batch_size, num_examples=n, process_index=process_index,
+               process_count=process_count, **kwargs)
 
   def _process(self, images: jax.Array, labels: jax.Array, index: jax.Array, mask: jax.Array,
                epoch: jax.Array, step: jax.Array) -> Batch:
-    aug_root = _epoch_keys(self.seed, epoch, self.process_index)[1]
-    x = self._augment(jax.random.fold_in(aug_root, step), images, index, epoch)
+    aug_root = _epoch_keys(self.seed, epoch)[1]
+    x = self._augment(jax.random.fold_in(aug_root, step), images, index, epoch,
+                      rows=_rows(self.batch_size, self.process_index, self.process_count))
     out = {"image": normalize(x, self.mean, self.std, self.dtype), "label": labels}
     if not self.drop_remainder:
       out["mask"] = mask
@@ -283,13 +320,14 @@ class StreamLoader:
     tf = import_tf()
     ds = self._ds
     if self.shuffle:
-      # A per-epoch op seed makes the order a pure function of (seed, epoch[, process]).
+      # A per-epoch op seed makes the order a pure function of (seed, epoch).
       op_seed = (self.seed * 1_000_003 + epoch) % (2**31 - 1)
-      if self.process_index:  # as in _epoch_keys: process 0 keeps the single-process order
-        op_seed = int(np.random.SeedSequence(
-            [self.seed, epoch, self.process_index]).generate_state(1)[0]) % (2**31 - 1)
       ds = ds.shuffle(self.shuffle_buffer, seed=op_seed, reshuffle_each_iteration=False)
-    ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
+    b = self.batch_size
+    ds = ds.batch(b * self.process_count, drop_remainder=self.drop_remainder)
+    if self.process_count > 1:  # this process's rows of each global batch (module docstring)
+      lo = self.process_index * b
+      ds = ds.map(lambda batch: {k: v[lo:lo + b] for k, v in batch.items()})
     if start_step:
       ds = ds.skip(start_step)
     options = tf.data.Options()
@@ -314,8 +352,10 @@ class StreamLoader:
       yield self._process_fn(images, labels, index, mask, epoch_arr, np.int32(step))
 
   def __repr__(self) -> str:
+    procs = (f", process {self.process_index} of {self.process_count}"
+             if self.process_count > 1 else "")
     return (f"StreamLoader(num_examples={self.num_examples}, batch_size={self.batch_size}, "
-            f"steps_per_epoch={self.steps_per_epoch}, shuffle={self.shuffle})")
+            f"steps_per_epoch={self.steps_per_epoch}, shuffle={self.shuffle}{procs})")
 
 
 def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, seed: int = 0,
@@ -338,8 +378,11 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
     mean, std: default to ``DATASETS[name]``'s documented values; for ``name=None`` (other data)
       they are computed from the loaded split with :func:`compute_mean_std`; pass the training
       split's values explicitly for eval loaders of such data.
-    process_index, process_count: this process's shard (:func:`load_arrays`); the resolved
-      index also goes to the loader, which folds it into its shuffling and augmentation keys.
+    batch_size: examples per batch of this process; the global batch is ``batch_size *
+      process_count``.
+    process_index, process_count: which rows of each global batch this loader yields
+      (default: ``jax.process_index()`` of ``jax.process_count()``; the module docstring). The
+      whole split is loaded on every process.
     source: where the pixels come from (:func:`load_arrays`): ``'auto'``, ``'tfds'``,
       ``'download'`` or ``'folder'``.
     Others: as :func:`load_arrays` and :class:`DeviceLoader`.
@@ -355,7 +398,8 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
   if mean is None or std is None:
     if info is not None:
       mean, std = info.mean, info.std
-  process_index, process_count = resolve_process(process_index, process_count)
+  process_index, process_count = _check_processes(
+      *resolve_process(process_index, process_count))
   common = dict(shuffle=train, seed=seed, augment=augment if train else None,
                 drop_remainder=train, dtype=dtype)
   source = resolve_source(source, image_folder=image_folder, data_dir=data_dir)
@@ -366,13 +410,12 @@ def make_loader(name: str | None, split: str, batch_size: int, *, train: bool, s
                                   process_index=process_index, process_count=process_count,
                                   mean=mean, std=std, **common)
   arrays = load_arrays(name, split, data_dir=data_dir, image_folder=image_folder,
-                       download=download, process_index=process_index,
-                       process_count=process_count, cache=cache, cache_dir=cache_dir,
-                       source=source)
+                       download=download, process_index=0, process_count=1, cache=cache,
+                       cache_dir=cache_dir, source=source)
   if mean is None or std is None:
     mean, std = compute_mean_std(arrays["image"])
   if kind == "stream":
     return StreamLoader(arrays, batch_size, mean=mean, std=std, process_index=process_index,
-                        **common)
+                        process_count=process_count, **common)
   return DeviceLoader(arrays, batch_size, mean=mean, std=std, sharding=sharding,
-                      process_index=process_index, **common)
+                      process_index=process_index, process_count=process_count, **common)

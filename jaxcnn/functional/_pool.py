@@ -62,12 +62,18 @@ def _reduce(x: jax.Array, init, op, w, s, pads) -> jax.Array:
   (``select_and_scatter``) into index arrays and a serial scatter, which made the pools the
   largest cost of the tutorial CNN's train step (measurements in BENCHMARKS.md). Overlapping
   windows use ``lax.reduce_window``.
+
+  The max of floats is differentiated with switches on both paths, by custom JVP rules whose
+  transposes are elementwise selects (no ``select_and_scatter``): each window's derivative is
+  that of one cell, the first maximal cell in row-major order (:func:`_max_to_one_cell`,
+  :func:`_window_max`), in forward and reverse mode, whatever order XLA reduces a window in.
   """
   init = np.asarray(init, dtype=x.dtype)
+  pads = tuple(tuple(p) for p in pads)
   if tuple(s) != tuple(w):
-    return lax.reduce_window(
-        x, init, op, window_dimensions=(1, *w, 1), window_strides=(1, *s, 1),
-        padding=((0, 0), *pads, (0, 0)))
+    if op is lax.max and jnp.issubdtype(x.dtype, jnp.inexact):
+      return _window_max(x, init.item(), tuple(w), tuple(s), pads)
+    return _reduce_window(x, init, op, w, s, pads)
   if any(p != (0, 0) for p in pads):
     x = lax.pad(x, init, ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
   out = [n // k for n, k in zip(x.shape[1:-1], w)]
@@ -76,8 +82,93 @@ def _reduce(x: jax.Array, init, op, w, s, pads) -> jax.Array:
   x = x.reshape(x.shape[0], *tiled, x.shape[-1])
   window_axes = tuple(range(2, 2 + 2 * len(w), 2))
   if op is lax.max:
-    return jnp.max(x, axis=window_axes)
+    return _max_to_one_cell(x, window_axes, sliced=True)
   return jnp.sum(x, axis=window_axes, dtype=x.dtype)
+
+
+def _reduce_window(x: jax.Array, init, op, w, s, pads) -> jax.Array:
+  return lax.reduce_window(x, init, op, window_dimensions=(1, *w, 1),
+                           window_strides=(1, *s, 1), padding=((0, 0), *pads, (0, 0)))
+
+
+def _window_cells(a: jax.Array, w, s, out):
+  """Yields the cells of every window of ``a`` (padded already), one strided slice per offset
+  in the window, in row-major order: slice ``k`` holds cell ``k`` of every window, aligned with
+  the output ``[B, *out, C]``. Memory O(output) per slice; ``prod(window)`` slices."""
+  batch, channels = a.shape[0], a.shape[-1]
+  for offset in itertools.product(*(range(k) for k in w)):
+    start = (0, *offset, 0)
+    limit = (batch, *(o + (n - 1) * st + 1 for o, n, st in zip(offset, out, s)), channels)
+    yield lax.slice(a, start, limit, (1, *s, 1))
+
+
+def _max_to_one_cell(x: jax.Array, axes: tuple[int, ...], *, sliced: bool) -> jax.Array:
+  """``jnp.max(x, axis=axes)``, differentiated with a switch: each window's derivative is that
+  of one cell, the first maximal one in row-major order over ``axes`` (the index PyTorch's
+  ``max_pool`` returns). ``jnp.max``'s own rule shares a tie equally instead.
+
+  ``sliced``: find the switch with one slice per window cell, elementwise work only (small
+  pooling windows: as fast as ``jnp.max``'s rule); else with one more reduction over ``axes``
+  (global pools, whose window is every position)."""
+  if not jnp.issubdtype(x.dtype, jnp.inexact):
+    return jnp.max(x, axis=axes)  # no derivative to route
+  return _max_switch(x, axes, sliced)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _max_switch(x: jax.Array, axes: tuple[int, ...], sliced: bool) -> jax.Array:
+  del sliced
+  return jnp.max(x, axis=axes)
+
+
+@_max_switch.defjvp
+def _max_switch_jvp(axes, sliced, primals, tangents):
+  (x,), (t,) = primals, tangents
+  window = [x.shape[a] for a in axes]
+  cells = math.prod(window)
+  # Each cell's row-major position inside its window (a small constant, 1 off the window axes).
+  pos = np.arange(cells, dtype=np.int32).reshape(
+      [x.shape[a] if a in axes else 1 for a in range(x.ndim)])
+  y = jnp.max(x, axis=axes)
+  if sliced:
+    first = jnp.full(y.shape, cells, jnp.int32)
+    offsets = list(itertools.product(*(range(k) for k in window)))
+    for k in reversed(range(cells)):  # the last write is the first maximum
+      cell = x
+      for a, o in sorted(zip(axes, offsets[k]), reverse=True):
+        cell = lax.index_in_dim(cell, o, axis=a, keepdims=False)
+      first = jnp.where(cell == y, np.int32(k), first)
+    first = jnp.expand_dims(first, axes)
+  else:
+    y_full = jnp.expand_dims(y, axes)
+    first = jnp.min(jnp.where(x == y_full, pos, cells), axis=axes, keepdims=True)
+  y_dot = jnp.sum(jnp.where(pos == first, t, jnp.zeros_like(t)), axis=axes)
+  return y, y_dot
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
+def _window_max(x: jax.Array, init: float, w, s, pads) -> jax.Array:
+  """Max pooling of float ``x`` over (overlapping) windows, padded with ``init``; the
+  derivative of each window is that of its first maximal cell in row-major order."""
+  return _reduce_window(x, np.asarray(init, x.dtype), lax.max, w, s, pads)
+
+
+@_window_max.defjvp
+def _window_max_jvp(init, w, s, pads, primals, tangents):
+  (x,), (t,) = primals, tangents
+  init = np.asarray(init, x.dtype)
+  y = _reduce_window(x, init, lax.max, w, s, pads)
+  config = ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0))
+  out = y.shape[1:-1]
+  cells = _window_cells(lax.pad(x, init, config), w, s, out)
+  t_cells = _window_cells(lax.pad(t, np.zeros((), t.dtype), config), w, s, out)
+  found = jnp.zeros(y.shape, bool)
+  y_dot = jnp.zeros_like(y)
+  for cell, t_cell in zip(cells, t_cells):  # row-major: the first maximum takes the window
+    take = (cell == y) & ~found
+    y_dot = jnp.where(take, t_cell, y_dot)
+    found = found | take
+  return y, y_dot
 
 
 def _as_inexact(x) -> jax.Array:
@@ -102,10 +193,11 @@ def max_pool(x: jax.Array, window: IntOrSeq, stride: IntOrSeq | None = None,
              padding: PaddingLike = "VALID") -> jax.Array:
   """Maximum over each window; padded cells are ``-inf`` and never win.
 
-  Gradient: it flows to the window's maximum. When several cells of a window tie for the
-  maximum, non-overlapping windows (``stride == window``) share it equally between them (the
-  rule of ``jnp.max``), overlapping ones give it all to the first (``lax.reduce_window``'s). After
-  a ReLU the only ties are all-zero windows, whose gradient the ReLU discards anyway.
+  Gradient: each window's gradient goes to one cell, its maximum; when several cells tie for
+  the maximum, to the first of them in row-major order (the index PyTorch's ``max_pool2d``
+  returns, and the "switch" of Zeiler & Fergus' deconvnet), for overlapping and non-overlapping
+  windows alike. Overlapping windows add up the gradients their switches route to a shared
+  cell.
 
   Args:
     x: ``[B, *spatial, C]`` with 1, 2 or 3 spatial dims.
@@ -220,13 +312,9 @@ def _lp_pool(x, p: float, w, s, pads, out) -> jax.Array:
   # cell of every window, already aligned with the output, so the per-window scale m divides it
   # directly. Memory stays O(output); prod(window) slices is small for pooling windows.
   a = jnp.pad(jnp.abs(x), ((0, 0), *pads, (0, 0)))
-  batch, channels = x.shape[0], x.shape[-1]
 
   def cells():
-    for offset in itertools.product(*(range(k) for k in w)):
-      start = (0, *offset, 0)
-      limit = (batch, *(o + (n - 1) * st + 1 for o, n, st in zip(offset, out, s)), channels)
-      yield lax.slice(a, start, limit, (1, *s, 1))
+    return _window_cells(a, w, s, out)
 
   # The result does not depend on m (it is homogeneous), so m needs no gradient.
   m = lax.stop_gradient(functools.reduce(jnp.maximum, cells()))
@@ -253,7 +341,8 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
 
 
 def global_max_pool(x: jax.Array) -> jax.Array:
-  """Maximum over all spatial dims: ``[B, *spatial, C] -> [B, C]``.
+  """Maximum over all spatial dims: ``[B, *spatial, C] -> [B, C]``. The gradient goes to one
+  cell per example and channel, the first maximal one in row-major order (as :func:`max_pool`).
 
   >>> import jax.numpy as jnp
   >>> global_max_pool(jnp.arange(8.).reshape(1, 2, 2, 2)).tolist()
@@ -261,4 +350,4 @@ def global_max_pool(x: jax.Array) -> jax.Array:
   """
   x = jnp.asarray(x)
   n = _check_rank(x, "global_max_pool")
-  return jnp.max(x, axis=tuple(range(1, n + 1)))
+  return _max_to_one_cell(x, tuple(range(1, n + 1)), sliced=False)

@@ -1,5 +1,6 @@
 """Residual networks for 32x32 inputs: He et al.'s CIFAR ResNets (option A or B shortcuts),
-ResNet-18 and pre-activation ResNet-18 with a CIFAR stem, Wide ResNets, and Page's ResNet-9.
+ResNet-18 and pre-activation ResNet-18 with a CIFAR stem, Wide ResNets, and Page's ResNet-9;
+ResNet-18 also with the ImageNet stem, for larger images (``stem='imagenet'``).
 
 Parameter counts are trainable parameters (the ``params`` collection, as PyTorch's
 ``sum(p.numel() for p in model.parameters())``); MACs are per 32x32x3 image, convolutions and
@@ -22,6 +23,7 @@ from jaxcnn.models._registry import Dtype, ImageClassifier, register
 # He et al. initialise conv and dense weights as in their PReLU paper ("Delving deep into
 # rectifiers", 2015): normal with variance 2 / fan_in.
 he_normal = nn.initializers.he_normal()
+STEMS = ("cifar", "imagenet")
 
 
 class _ConvBN(nn.Module):
@@ -108,10 +110,15 @@ class ResNet(ImageClassifier):
   With ``widths=(64, 128, 256, 512)``, ``blocks=(2, 2, 2, 2)``, ``shortcut='B'`` it is
   ResNet-18 with the 3x3 CIFAR stem of kuangliu/pytorch-cifar (``models/resnet.py``):
   11,173,962 parameters, 555,422,720 MACs.
+
+  ``stem='imagenet'``: He et al.'s ImageNet stem instead (conv7x7/2-BN-relu, maxpool3x3/2,
+  padding 1: the input shrinks 4x before the first stage), as torchvision's ``resnet18``:
+  11,689,512 parameters with 1000 classes.
   """
   blocks: Sequence[int] = (3, 3, 3)
   widths: Sequence[int] = (16, 32, 64)
   shortcut: str = "A"
+  stem: str = "cifar"
   num_classes: int = 10
   axis_name: str | None = None
   dtype: Dtype = jnp.float32
@@ -122,8 +129,15 @@ class ResNet(ImageClassifier):
     if len(self.blocks) != len(self.widths) or not self.blocks:
       raise ValueError(f"`blocks` (={tuple(self.blocks)}) and `widths` "
                        f"(={tuple(self.widths)}) must be non-empty and of equal length")
+    _checks.choice(self.stem, "stem", STEMS,
+                   fix="'cifar' (3x3, stride 1) for 32x32 images, 'imagenet' (7x7/2 + maxpool) "
+                   "for larger ones")
     kw = dict(axis_name=self.axis_name, dtype=self.dtype)
-    x = _ConvBN(self.widths[0], 3, 1, **kw)(x, train)
+    if self.stem == "imagenet":
+      x = _ConvBN(self.widths[0], 7, 2, **kw)(x, train)
+      x = L.MaxPool(3, stride=2, padding=1)(x)
+    else:
+      x = _ConvBN(self.widths[0], 3, 1, **kw)(x, train)
     for i, (n, w) in enumerate(zip(self.blocks, self.widths)):
       for j in range(n):
         x = BasicBlock(w, 2 if i > 0 and j == 0 else 1, self.shortcut, **kw)(x, train)
@@ -265,11 +279,14 @@ def cifar_resnet(*, num_classes: int, dtype: Dtype, depth: int = 20, shortcut: s
 
 
 @register("resnet18")
-def resnet18(*, num_classes: int, dtype: Dtype, width: int = 64,
+def resnet18(*, num_classes: int, dtype: Dtype, width: int = 64, stem: str = "cifar",
              axis_name: str | None = None) -> nn.Module:
-  """ResNet-18 with a 3x3 CIFAR stem (kuangliu/pytorch-cifar): 11,173,962 parameters."""
+  """ResNet-18: with the 3x3 CIFAR stem (kuangliu/pytorch-cifar), 11,173,962 parameters; with
+  ``stem='imagenet'`` (7x7/2 conv + 3x3/2 max pool, torchvision's ``resnet18``) 11,181,642
+  for 10 classes, 11,689,512 for 1000."""
   return ResNet(blocks=(2, 2, 2, 2), widths=(width, 2 * width, 4 * width, 8 * width),
-                shortcut="B", num_classes=num_classes, axis_name=axis_name, dtype=dtype)
+                shortcut="B", stem=stem, num_classes=num_classes, axis_name=axis_name,
+                dtype=dtype)
 
 
 @register("preact_resnet18")

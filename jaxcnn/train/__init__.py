@@ -15,7 +15,9 @@ What users call (the rest is reachable through the modules):
   recipe building blocks: ``partition``, ``param_labels``, ``sgd_nesterov``, ``muon``, ...),
   :func:`ema`, :func:`lookahead` (``average.py``);
 * :class:`Checkpointer` (``checkpoint.py``), :class:`Parallel` (``parallel.py``: ``'none'``,
-  ``'pmap'``, ``'mesh'``), :class:`NonFiniteError`, :class:`TrainResult`.
+  ``'pmap'``, ``'mesh'``), :class:`NonFiniteError`, :class:`TrainResult`;
+* several processes (``distributed.py``): joining the job before any device is touched, and
+  stopping every process with one line when one is lost (docs/multi_process.md).
 
 The loop itself (``loop.py``: epochs, evaluation, early stopping, hooks) is shared by every
 caller; ``run.py`` owns the workdir (lock, records, checkpoints, resume rules).

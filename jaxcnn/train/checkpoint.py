@@ -17,6 +17,12 @@ mid-save leaves a ``*.orbax-checkpoint-tmp-*`` directory that the next run ignor
 Saves are asynchronous: the arrays are copied off the device before ``save`` returns (so donating
 the state to the next step is safe) and written to disk in a background thread; call
 :meth:`Checkpointer.wait` before the process exits.
+
+Several processes (a distributed run): every process makes the same ``Checkpointer`` on the same
+shared directory and calls every ``save`` and ``restore``; the state holds global arrays
+(:meth:`jaxcnn.train.Parallel.checkpoint_state`), orbax writes each array once (from the process
+holding its first replica: process 0 for a replicated state) and ``meta`` from process 0, and it
+finalises (renames) a step once every process has written its part.
 """
 
 from __future__ import annotations
@@ -63,6 +69,19 @@ def _check_fits(saved: Any, expected: Any, where: Any) -> None:
                                     f"{_describe(a)} there, {_describe(b)} here")
 
 
+def completed_steps(directory: str | pathlib.Path) -> list[int]:
+  """The steps saved completely under ``directory`` (``checkpoints/latest``), ascending: the
+  ``<step>/`` folders, never the temporary ones of a save cut short.
+
+  >>> completed_steps('/nonexistent')
+  []
+  """
+  directory = pathlib.Path(directory)
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
 class Checkpointer:
   """Latest and best checkpoints of a train state plus a JSON ``meta`` dict.
 
@@ -77,7 +96,11 @@ class Checkpointer:
     def manager(sub: str, max_to_keep: int) -> ocp.CheckpointManager:
       options = ocp.CheckpointManagerOptions(
           max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
-          enable_async_checkpointing=async_save)
+          enable_async_checkpointing=async_save,
+          # Several processes meet at named barriers for each save; `latest` and `best` often
+          # save the same step at once, so their barriers need names of their own.
+          multiprocessing_options=ocp.options.MultiprocessingOptions(
+              barrier_sync_key_prefix=sub))
       return ocp.CheckpointManager(self.directory / sub, options=options,
                                    handler_registry=_handler_registry())
 
@@ -106,11 +129,13 @@ class Checkpointer:
         state=ocp.args.StandardSave(serialization.to_state_dict(state)),
         meta=ocp.args.JsonSave(meta)), force=True)
 
-  def restore(self, template: Any, step: int | None = None, *,
-              best: bool = False) -> tuple[Any, dict[str, Any]] | None:
+  def restore(self, template: Any, step: int | None = None, *, best: bool = False,
+              sharding: Any = None) -> tuple[Any, dict[str, Any]] | None:
     """Restores onto ``template``'s structure, dtypes and shardings; None if there is nothing.
 
     ``template`` is a state of the same model and optimiser (e.g. a freshly created one).
+    ``sharding``: every array's sharding instead of its template's (a distributed run restores
+    onto :attr:`jaxcnn.train.Parallel.checkpoint_sharding`).
     """
     mgr = self._manager(best)
     mgr.wait_until_finished()
@@ -118,7 +143,11 @@ class Checkpointer:
     if step is None:
       return None
     target = serialization.to_state_dict(template)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    if sharding is None:
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    else:
+      abstract = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), target)
     # Compare before reading: a restore that fails half-way leaves orbax's reads pending.
     _check_fits(mgr.item_metadata(step)["state"], abstract, mgr.directory / str(step))
     restored = mgr.restore(step, args=ocp.args.Composite(

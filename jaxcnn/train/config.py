@@ -80,6 +80,16 @@ def _path(v: Any, name: str) -> str | None:
   return None if v is None else os.path.expanduser(v)
 
 
+def _address(v: Any, name: str) -> str | None:
+  """``'host:port'`` or None."""
+  v = _optional_str(v, name)
+  if v is not None:
+    host, _, port = v.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise ValueError(f"`{name}` (={v!r}) must be 'host:port' (e.g. '10.0.0.1:1234')")
+  return v
+
+
 def _str(v: Any, name: str) -> str:
   if not isinstance(v, str):
     raise ValueError(f"`{name}` (={v!r}) must be a string")
@@ -110,9 +120,22 @@ def _optimizers() -> tuple[str, ...]:
   return tuple(optim.OPTIMIZERS)
 
 
-def _datasets() -> tuple[str, ...]:
-  from jaxcnn import data  # pylint: disable=g-import-not-at-top
-  return tuple(sorted(data.DATASETS))
+def _dataset_name(v: Any, name: str) -> str:
+  """Any non-empty name: cifar10 | mnist, a folder's (with image_folder), or a tfds dataset's
+  (checked together with image_folder in _check_together)."""
+  if not isinstance(v, str) or not v.strip():
+    raise ValueError(f"`{name}` (={v!r}) must be a dataset name: cifar10, mnist, 'folder' (with "
+                     "`data.image_folder`) or a tfds dataset such as 'cifar100'")
+  return v.strip()
+
+
+def _color_modes() -> tuple[str, ...]:
+  return ("auto", "rgb", "grayscale")
+
+
+def _interpolations() -> tuple[str, ...]:
+  from jaxcnn.data import _folder  # pylint: disable=g-import-not-at-top
+  return _folder.INTERPOLATIONS
 
 
 def _sources() -> tuple[str, ...]:
@@ -126,29 +149,47 @@ def _schedules() -> tuple[str, ...]:
 
 
 PARALLEL_MODES = ("none", "pmap", "mesh")
+MODEL_APIS = ("linen", "nnx")
 DTYPES = ("float32", "bfloat16", "auto")
-LOADERS = ("device", "stream")
+LOADERS = ("device", "stream", "host")
 NORMALIZATIONS = ("dataset", "unit")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """``config.data``: which examples a run reads and how they are prepared."""
-  name: str = _key("cifar10", "the dataset: 'cifar10' | 'mnist'", _choice(_datasets))
+  name: str = _key("cifar10", "the dataset: 'cifar10' | 'mnist' | 'folder' (a folder of your own "
+                   "images, with image_folder) | any tfds image-classification dataset "
+                   "('cifar100', 'imagenette', ...)", _dataset_name)
   train_split: str = _key("train[:45000]", "tfds split syntax ('train[:90%]' ...)", _str)
   eval_split: str = _key("train[45000:]", "evaluated every `eval_every_epochs` epochs; "
                          "must not overlap train_split", _str)
   test_split: str | None = _key(None, "evaluated once after training with the best (or final) "
                                 "model, written to test_metrics.json (None: none)", _optional_str)
   data_dir: str | None = _key(None, "tfds data dir (must exist)", _path)
-  image_folder: str | None = _key(None, "a class-per-folder copy (root/<split>/<class>/<image>) "
-                                  "or its .tar.gz, read instead of tfds", _path)
+  image_folder: str | None = _key(None, "a folder of images, root/<class>/<image> or "
+                                  "root/<split>/<class>/<image> (for cifar10/mnist: a copy of "
+                                  "them, or its .tar.gz)", _path)
+  image_size: int = _key(0, "folders and tfds datasets: resize every image to image_size x "
+                         "image_size (0: their own size, which must be one size)", _int(0))
+  color_mode: str = _key("auto", "folders and tfds datasets: 'auto' (rgb for a folder, a tfds "
+                         "dataset's own channels) | 'rgb' | 'grayscale'", _choice(_color_modes))
+  crop_to_aspect_ratio: bool = _key(False, "resize the largest centred window of the target's "
+                                    "aspect ratio instead of stretching (as Keras)", _bool)
+  interpolation: str = _key("bilinear", "the resize filter (as Keras): 'bilinear' | 'nearest' | "
+                            "'bicubic' | 'area' | 'lanczos3'", _choice(_interpolations))
+  validation_split: float = _key(0.0, "folders: > 0 draws this fraction of the files (shuffled "
+                                 "with `seed`, as Keras) as the eval set and the rest as the "
+                                 "train set; the splits then only name the split folder",
+                                 _number(0.0, 1.0))
   source: str = _key("auto", "'auto' (the folder if set, else tfds where TensorFlow is "
                      "installed, else 'download') | 'tfds' | 'download' | 'folder'",
                      _choice(_sources))
   loader: str = _key("device", "'device' (the whole split on the accelerator) | 'stream' "
-                     "(tf.data)", _choice(LOADERS))
-  augment: str = _key("", "comma-separated augmentations ('crop,flip'; '' = none)", _str)
+                     "(tf.data; cifar10/mnist) | 'host' (read, decode, resize and augment on host "
+                     "threads with bounded memory: data bigger than memory)", _choice(LOADERS))
+  augment: str = _key("", "comma-separated augmentations ('crop,flip'; '' = none); with loader "
+                       "'host': 'random_resized_crop' | 'flip' | 'crop'", _str)
   normalize: str = _key("dataset", "'dataset' ((x / 255 - mean) / std per channel) | 'unit' "
                         "(x / 255 only, as the Keras tutorials)", _choice(NORMALIZATIONS))
 
@@ -171,6 +212,9 @@ class Config:
   model_kwargs: Mapping[str, Any] = _key(
       types.MappingProxyType({}), "the model factory's keyword arguments "
       "(`--config.model_kwargs.hidden=512`: declare them in the config file)", _mapping)
+  model_api: str = _key("linen", "the model's front end: 'linen' (jaxcnn.models) | 'nnx' (the "
+                        "same model as a Flax NNX module of jaxcnn.nnx layers; same initial "
+                        "variables, same checkpoints)", _choice(MODEL_APIS))
   seed: int = _key(0, "initialisation, data order, augmentation and dropout", _int(0))
   batch_size: int = _key(32, "the global batch (all devices, all processes)", _int(1))
   eval_batch_size: int = _key(0, "the evaluation batch (0: batch_size)", _int(0))
@@ -180,7 +224,18 @@ class Config:
                               "0: num_epochs decides", _int(-1))
   parallel: str = _key("none", "'none' (one device) | 'pmap' (local devices) | 'mesh' (all "
                        "devices; preferred)", _choice(PARALLEL_MODES))
-  distributed: bool = _key(False, "call jax.distributed.initialize() (multi-host)", _bool)
+  distributed: bool = _key(False, "one process of a multi-process job: jax.distributed."
+                           "initialize() with the four keys below before anything touches a "
+                           "device (docs/multi_process.md)", _bool)
+  coordinator_address: str | None = _key(
+      None, "distributed: 'host:port' of process 0, the same on every process (None: "
+      "detected on Cloud TPU and SLURM, or $JAX_COORDINATOR_ADDRESS)", _address)
+  num_processes: int = _key(0, "distributed: processes in the job (0: detected)", _int(0))
+  process_id: int = _key(-1, "distributed: this process's index in [0, num_processes) "
+                         "(-1: detected)", _int(-1))
+  heartbeat_timeout_seconds: int = _key(
+      30, "distributed: a process silent this long counts as lost, and the others stop "
+      "naming it and the last checkpoint (a process that dies is noticed at once)", _int(5))
 
   optimizer: str = _key("adam", "a registered optimiser: 'adam' | 'adamw' | 'sgd' | "
                         "'sgd_nesterov' (jaxcnn.train.register_optimizer adds one)",
@@ -274,6 +329,15 @@ def fields(cls: type = Config, prefix: str = "") -> dict[str, dataclasses.Field]
   return out
 
 
+def check_key(key: str, value: Any) -> Any:
+  """``value`` checked as the one key ``key`` (dotted), without the checks that relate keys."""
+  f = fields().get(key)
+  if f is None:
+    raise KeyError(unknown_key_message(key))
+  check = f.metadata["check"]
+  return value if check is None else check(value, key)
+
+
 def doc(key: str) -> str:
   """The one-line meaning of a dotted key.
 
@@ -345,7 +409,9 @@ def validate(config: Any) -> Config:
   ``config``: a ``ConfigDict``, a mapping (missing keys take their defaults; an unknown key is
   an error with a did-you-mean) or a :class:`Config` (returned as it is: it was validated when
   it was made). Checks that need more than one key: ``num_epochs`` and ``num_train_steps`` not
-  both empty, batch sizes that split evenly over the devices of ``parallel``, a known
+  both empty, the distributed keys only with ``distributed``, batch sizes that split evenly over
+  the devices of ``parallel`` (left to :func:`jaxcnn.train.train_and_evaluate` in a
+  distributed run, whose devices are known only once it has joined the job), a known
   augmentation, an existing ``data.image_folder``.
   """
   if isinstance(config, Config):
@@ -371,15 +437,76 @@ def _check_together(cfg: Config) -> None:
   if cfg.num_epochs == 0 and cfg.num_train_steps <= 0:
     raise ValueError("nothing to train: `num_epochs` (=0) and `num_train_steps` "
                      f"(={cfg.num_train_steps}) are both <= 0")
+  _check_distributed(cfg)
+  import jax  # pylint: disable=g-import-not-at-top
+  if not cfg.distributed or jax.distributed.is_initialized():
+    # Counting devices starts JAX's backends, which a distributed run must not do before
+    # jax.distributed.initialize: train_and_evaluate checks these once it has joined the job.
+    check_batch_sizes(cfg)
+  _check_model_kwargs(cfg.model, cfg.model_kwargs)
+  if cfg.data.loader == "host":
+    from jaxcnn.data import _stream  # pylint: disable=g-import-not-at-top
+    _stream.make_host_augment(cfg.data.augment_spec)
+  else:
+    from jaxcnn.data import augment  # pylint: disable=g-import-not-at-top
+    augment.make_augment(cfg.data.augment_spec)  # an unknown name fails here, not mid-run
+  if cfg.data.image_folder and not os.path.exists(cfg.data.image_folder):
+    raise ValueError(f"`data.image_folder` (={cfg.data.image_folder!r}) does not exist")
+  _check_dataset(cfg.data)
+
+
+def _check_dataset(data: DataConfig) -> None:
+  """How ``data.name`` and ``data.image_folder`` go together (jaxcnn.data.dataset_kind), and
+  the keys each kind of dataset takes."""
+  from jaxcnn.data import _datasets  # pylint: disable=g-import-not-at-top
+  if data.name == _datasets.FOLDER and not data.image_folder:
+    raise ValueError("`data.name` (='folder') needs `data.image_folder`: the folder of "
+                     "`<class>/<image>` folders to read")
+  kind = _datasets.dataset_kind(data.name, data.image_folder)
+  if data.validation_split and kind != "folder":
+    raise ValueError(f"`data.validation_split` (={data.validation_split}) splits a folder of "
+                     f"images; dataset {data.name!r} has its splits: set `data.train_split` and "
+                     "`data.eval_split`")
+  if kind == "builtin":
+    return
+  if data.loader == "stream":
+    raise ValueError(f"`data.loader` (='stream', tf.data) reads cifar10/mnist; for {data.name!r} "
+                     "use 'device' (in memory) or 'host' (streamed from disk)")
+  if data.source not in ("auto", "folder" if kind == "folder" else "tfds"):
+    raise ValueError(f"`data.source` (={data.source!r}) does not apply to dataset "
+                     f"{data.name!r}; leave it 'auto'")
+  if kind == "tfds":
+    try:
+      from jaxcnn.data import _tfds_any  # pylint: disable=g-import-not-at-top
+      _tfds_any.check_name(data.name, "data.name")
+    except ImportError:
+      raise ValueError(f"`data.name` (={data.name!r}) is not cifar10, mnist or 'folder' (with "
+                       "`data.image_folder`); other names are tfds datasets, which need "
+                       "`pip install tensorflow-datasets`") from None
+
+
+def check_batch_sizes(cfg: Config) -> None:
+  """Batch sizes that split evenly over the devices of ``cfg.parallel`` (counts devices)."""
   from jaxcnn.train import parallel  # pylint: disable=g-import-not-at-top
   parallel.check_batch_size(cfg.batch_size, cfg.parallel, "batch_size")
   if cfg.eval_batch_size:
     parallel.check_batch_size(cfg.eval_batch_size, cfg.parallel, "eval_batch_size")
-  _check_model_kwargs(cfg.model, cfg.model_kwargs)
-  from jaxcnn.data import augment  # pylint: disable=g-import-not-at-top
-  augment.make_augment(cfg.data.augment_spec)  # an unknown name fails here, not mid-run
-  if cfg.data.image_folder and not os.path.exists(cfg.data.image_folder):
-    raise ValueError(f"`data.image_folder` (={cfg.data.image_folder!r}) does not exist")
+
+
+_DISTRIBUTED_KEYS = ("coordinator_address", "num_processes", "process_id")
+
+
+def _check_distributed(cfg: Config) -> None:
+  given = [k for k in _DISTRIBUTED_KEYS if getattr(cfg, k) != fields()[k].metadata["default"]]
+  if given and not cfg.distributed:
+    raise ValueError(f"`{given[0]}` (={getattr(cfg, given[0])!r}) is set but `distributed` is "
+                     "False; add --config.distributed=True")
+  if cfg.num_processes and cfg.process_id >= cfg.num_processes:
+    raise ValueError(f"`process_id` (={cfg.process_id}) must be smaller than `num_processes` "
+                     f"(={cfg.num_processes})")
+  if cfg.distributed and cfg.parallel == "none":
+    raise ValueError("`parallel` (='none') uses one device of one process; a distributed run "
+                     "needs 'mesh' (or 'pmap')")
 
 
 def _check_model_kwargs(model: str, kwargs: Mapping[str, Any]) -> None:

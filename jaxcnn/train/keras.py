@@ -1,15 +1,19 @@
 """Keras-like ``fit`` / ``evaluate`` / ``predict`` for notebooks, on the same step functions.
 
 Data may be a loader from :mod:`jaxcnn.data` (anything with ``batch_size``, ``steps_per_epoch``
-and ``epoch(epoch, start_step)``) or a pair of numpy arrays ``(x, y)`` with
+and ``epoch(epoch, start_step)``), a folder of images ``root/<class>/<image>`` (a path, read by
+:func:`jaxcnn.data.image_folder_dataset`), or a pair of numpy arrays ``(x, y)`` with
 ``x: [N, H, W, C]`` and ``y: [N]`` integer labels in ``[0, num_classes)``. Float images are used
 as given (already preprocessed); **uint8 images are scaled to [0, 1]** (``x / 255``), by
 ``fit``, ``evaluate`` and ``predict`` alike. Labels are checked on the host: a non-integer or
 out-of-range label is an error naming the first bad value and its index.
 
-Flax modules hold no weights, so where Keras mutates the model these functions pass the
+Linen modules hold no weights, so where Keras mutates the model these functions pass the
 :class:`~jaxcnn.train.TrainState` around: ``fit`` returns a :class:`History` (a dict of
-per-epoch lists, like Keras's ``History.history``) whose ``.state`` is the trained state.
+per-epoch lists, like Keras's ``History.history``) whose ``.state`` is the trained state. An
+NNX module (``flax.nnx``, e.g. from :mod:`jaxcnn.nnx`) holds its weights, so ``fit`` also
+writes the trained variables back into it, as Keras and ``nnx.Optimizer`` do, and
+``evaluate`` / ``predict`` take the module itself.
 
 >>> import numpy as np
 >>> from jaxcnn import models
@@ -40,7 +44,7 @@ from jaxcnn.train import config as config_lib
 from jaxcnn.train import loop
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
-from jaxcnn.train.state import TrainState
+from jaxcnn.train.state import TrainState, as_linen, is_nnx_module
 from jaxcnn.train.steps import eval_step, predict_step
 
 
@@ -125,6 +129,22 @@ def _check_loader_labels(loader: Any, state: TrainState) -> None:
     check_labels(loader.y, _num_classes(state, loader.x.shape[1:]))
 
 
+def _folder_loaders(path: Any, validation_data: Any, *, batch_size: int, seed: int,
+                    image_size: Any, validation_split: float | None, color_mode: str,
+                    crop_to_aspect_ratio: bool) -> tuple[Any, Any]:
+  """fit's folder: the training loader and, with ``validation_split``, the validation one."""
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+  kw = dict(image_size=image_size, color_mode=color_mode, batch_size=batch_size, seed=seed,
+            crop_to_aspect_ratio=crop_to_aspect_ratio)
+  if validation_split:
+    if validation_data is not None:
+      raise ValueError(f"`validation_split` (={validation_split}) and `validation_data` both "
+                       "give a validation set; pass one")
+    return data.image_folder_dataset(path, validation_split=validation_split, subset="both",
+                                     **kw)
+  return data.image_folder_dataset(path, **kw), validation_data
+
+
 def _as_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int,
                drop_remainder: bool) -> Any:
   if hasattr(data, "epoch") and hasattr(data, "steps_per_epoch"):
@@ -132,7 +152,8 @@ def _as_loader(data: Any, batch_size: int, *, shuffle: bool, seed: int,
   if isinstance(data, (tuple, list)) and len(data) == 2:
     return ArrayLoader(data[0], data[1], batch_size, shuffle=shuffle, seed=seed,
                        drop_remainder=drop_remainder)
-  raise ValueError(f"data must be a loader or an (x, y) pair of arrays, got {type(data)}")
+  raise ValueError(f"data must be a loader, a folder of images (for training data) or an "
+                   f"(x, y) pair of arrays, got {type(data)}")
 
 
 class History(dict):
@@ -146,6 +167,7 @@ class History(dict):
   state: TrainState
   records: list[dict[str, Any]]
   test: dict[str, Any] | None = None
+  class_names: tuple[str, ...] | None = None
 
   @property
   def history(self) -> dict[str, list[float]]:
@@ -239,8 +261,10 @@ def _keras_logs(record: dict[str, Any]) -> dict[str, float]:
 # Config keys that describe a run of the CLI, not a call of fit (fit takes the model, the data,
 # the batch size and the epochs as arguments, and writes nothing).
 _NOT_FIT_KEYS = ("model", "model_kwargs", "data", "batch_size", "eval_batch_size", "num_epochs",
-                 "distributed", "plots", "checkpoint_every_epoch", "checkpoint_every_steps",
-                 "async_checkpoints", "progress", "tensorboard", "recipe", "dtype")
+                 "distributed", "coordinator_address", "num_processes", "process_id",
+                 "heartbeat_timeout_seconds", "plots", "checkpoint_every_epoch",
+                 "checkpoint_every_steps", "async_checkpoints", "progress", "tensorboard", "recipe",
+                 "dtype", "model_api")
 
 
 def fit_keys() -> tuple[str, ...]:
@@ -305,7 +329,9 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
         optimizer: str | optim.TxOrFactory | None = None, config: Any = None,
         init_fn: Any = None, averager: Any = None, loss_fn: Any = None, logits_fn: Any = None,
         state: TrainState | None = None, num_classes: int | None = None, verbose: int = 1,
-        callbacks: Sequence[Callback] = (), **config_values: Any) -> History:
+        callbacks: Sequence[Callback] = (), image_size: Any = (256, 256),
+        validation_split: float | None = None, color_mode: str = "rgb",
+        crop_to_aspect_ratio: bool = False, **config_values: Any) -> History:
   """Trains ``model`` like ``keras.Model.fit``; returns a :class:`History` with ``.state``.
 
   ``fit`` runs the very loop of :func:`jaxcnn.train.train_and_evaluate`
@@ -313,11 +339,17 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
   best state for early stopping is kept in memory.
 
   Args:
-    model: a Flax module with ``__call__(x, train)``, or a registered model name
-      (``'tutorial_cnn'``: :func:`jaxcnn.models.get_model` with ``num_classes``, default 10).
-    train_data: a loader or ``(x, y)`` arrays (shuffled each epoch, last partial batch dropped):
-      ``x: [N, H, W, C]`` float (used as given) or uint8 (scaled to [0, 1]), ``y: [N]`` integer
-      class indices.
+    model: a Linen module with ``__call__(x, train)``, a registered model name
+      (``'tutorial_cnn'``: :func:`jaxcnn.models.get_model` with ``num_classes``, default 10, or
+      the folder's number of classes), or an NNX module (``nnx.Module`` whose call returns
+      logits; dropout and BatchNorm following ``train()`` / ``eval()``): trained from its current
+      variables with the same train step (:func:`jaxcnn.nnx.linen_view`), and updated in place
+      at the end with the returned state's evaluation variables (the best epoch's with
+      ``patience``).
+    train_data: a loader, a folder of images (a path: ``root/<class>/<image>``, see
+      ``image_size`` below), or ``(x, y)`` arrays (shuffled each epoch, last partial batch
+      dropped): ``x: [N, H, W, C]`` float (used as given) or uint8 (scaled to [0, 1]),
+      ``y: [N]`` integer class indices.
     epochs: number of passes (default: ``config['num_epochs']``, else 1).
     batch_size: global batch size (ignored for loaders, which have their own).
     validation_data: a loader or ``(x, y)``; evaluated every ``eval_every_epochs`` epochs.
@@ -331,6 +363,12 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
     state: continue training this state instead of initialising a new one.
     verbose: 0 silent, 1 a progress bar and one line per epoch.
     callbacks: :class:`Callback` objects (e.g. :class:`SaveBest`), called in order.
+    image_size, validation_split, color_mode, crop_to_aspect_ratio: for a folder as
+      ``train_data``, as :func:`jaxcnn.data.image_folder_dataset` (Keras's
+      ``image_dataset_from_directory``): every image converted and resized to ``image_size``,
+      normalised with the training images' statistics; ``validation_split`` (with ``seed``)
+      holds out that fraction of the files as ``validation_data``. ``History.class_names``
+      then holds the folder names.
     **config_values: config keys (:func:`fit_keys`): ``learning_rate``, ``weight_decay``,
       ``schedule``, ``label_smoothing``, ``patience`` (> 0 stops when ``val_loss`` has not
       improved for this many evaluations and restores the best state),
@@ -343,10 +381,22 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
   if isinstance(model, type):
     raise TypeError(f"`model` (=the class {model.__name__}) must be a module instance, e.g. "
                     f"{model.__name__}(...), or a registered model name")
+  cfg, tx = _fit_config(config, config_values, epochs, optimizer)
+  class_names = None
+  if isinstance(train_data, (str, os.PathLike)):
+    train_data, validation_data = _folder_loaders(
+        train_data, validation_data, batch_size=batch_size, seed=cfg.seed,
+        image_size=image_size, validation_split=validation_split, color_mode=color_mode,
+        crop_to_aspect_ratio=crop_to_aspect_ratio)
+    class_names = train_data.class_names
+  elif validation_split is not None:
+    raise ValueError(f"`validation_split` (={validation_split}) splits a folder of images; "
+                     "pass the folder's path as the data, or `validation_data`")
   if isinstance(model, str):
     from jaxcnn import models  # pylint: disable=g-import-not-at-top
-    model = models.get_model(model, num_classes=num_classes or 10)
-  cfg, tx = _fit_config(config, config_values, epochs, optimizer)
+    model = models.get_model(model, num_classes=num_classes or (
+        len(class_names) if class_names else 10))
+  nnx_module = model if is_nnx_module(model) else None
   if cfg.patience and validation_data is None:
     raise ValueError(f"`patience` (={cfg.patience}) needs `validation_data`")
   par = parallel_lib.Parallel(cfg.parallel)
@@ -390,6 +440,10 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
     final = jax.device_put(hooks.best)
   history = History.from_records(ls.history)
   history.state = final
+  history.class_names = getattr(train, "class_names", None)
+  if nnx_module is not None:
+    from jaxcnn import nnx as jnnx  # pylint: disable=g-import-not-at-top
+    jnnx.update_module(nnx_module, final)
   if test is not None:
     history.test = loop.test_record(loop.evaluate_loader(engine.p_eval, par,
                                                          par.put_state(final), test), final)
@@ -398,12 +452,20 @@ def fit(model: Any, train_data: Any, *, epochs: int | None = None, batch_size: i
 
 
 def _as_state(state: Any) -> TrainState:
-  """``state``, or the state of a :class:`History`; anything else (a model) is an error."""
+  """``state``, the state of a :class:`History`, or an NNX module's variables as a state;
+  anything else (a Linen model) is an error."""
   if isinstance(state, History):
     return state.state
+  if is_nnx_module(state):
+    view = as_linen(state)
+    variables = dict(view.variables)
+    params = variables.pop("params", {})
+    return TrainState(step=np.int32(0), apply_fn=view.apply, params=params, tx=None,
+                      opt_state=None, collections=variables)
   if not isinstance(state, TrainState):
     raise TypeError(f"`state` (=a {type(state).__name__}) must be the TrainState that fit "
-                    "returned (history.state) or the History itself, not the model")
+                    "returned (history.state), the History itself, or an NNX module, not a "
+                    "Linen model")
   return state
 
 
@@ -419,7 +481,8 @@ def evaluate(state: TrainState, data: Any, *, batch_size: int = 256,
              logits_fn: Any = None) -> dict[str, Any]:
   """Eval metrics of ``state`` on a loader or ``(x, y)``, like ``keras.Model.evaluate``.
 
-  ``state``: the ``TrainState`` (``history.state``) or the :class:`History` ``fit`` returned.
+  ``state``: the ``TrainState`` (``history.state``), the :class:`History` ``fit`` returned,
+  or an NNX module (evaluated with its current variables, in eval mode).
   Returns ``{'loss', 'accuracy', 'top5', 'count', 'confusion': [K, K] int}``; every example
   counts exactly once (the padded last batch is masked). ``logits_fn``: as in
   :func:`jaxcnn.train.eval_step` (e.g. ``functools.partial(tta_logits, flip=True)``).

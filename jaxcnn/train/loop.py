@@ -41,6 +41,7 @@ import numpy as np
 from jaxcnn import metrics as metrics_lib
 from jaxcnn.cpu import tuning as cpu_tuning
 from jaxcnn.train import average
+from jaxcnn.train import distributed
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
 from jaxcnn.train.config import Config
@@ -86,7 +87,7 @@ class LoopState:
 
 @dataclasses.dataclass(frozen=True)
 class LoopSettings:
-  """The loop's numbers (:meth:`from_config`).
+  """The loop's numbers (:meth:`LoopSettings.from_config`).
 
   ``eval_every``: evaluate after every k-th epoch (and always after the last); ``ckpt_every``:
   call the ``on_steps`` hooks every k steps inside an epoch (0: never); ``patience``: stop after
@@ -144,11 +145,14 @@ def init_state(model: Any, config: Config, input_shape: tuple[int, ...], train_l
                averager: average.Averager | None = None) -> TrainState:
   """The initial canonical state of a run: ``create_train_state`` with the run's hooks.
 
-  ``init_fn(model, key, sample_batch)`` gets the first batch of the train loader's epoch 0 (a
-  pure function of the seed, like every batch). ``tx``: see
+  ``init_fn(model, key, sample_batch)`` gets the first global batch of the train loader's epoch
+  0 (a pure function of the seed, like every batch; on several processes their rows joined, so
+  every process initialises alike and as one process would). ``tx``: see
   :func:`jaxcnn.train.optim.resolve_optimizer`; ``averager`` defaults to :func:`make_averager`.
   """
-  sample = jax.device_get(next(iter(train_loader.epoch(0)))) if init_fn is not None else None
+  sample = None
+  if init_fn is not None:
+    sample = distributed.allgather_rows(jax.device_get(next(iter(train_loader.epoch(0)))))
   return create_train_state(
       model, jax.random.PRNGKey(config.seed), input_shape,
       optim.resolve_optimizer(tx, config, settings.total_steps, settings.steps_per_epoch),
@@ -173,7 +177,7 @@ def evaluate_loader(p_eval: Any, par: parallel_lib.Parallel, state: Any,
   return acc.compute()
 
 
-class _Guard:
+class Guard:
   """Pending per-step metrics (on device) and the host-side non-finite check."""
 
   def __init__(self, par: parallel_lib.Parallel):
@@ -215,7 +219,7 @@ class Engine:
   train_loader: Any
   eval_loader: Any
   settings: LoopSettings
-  guard: _Guard
+  guard: Guard
   say: Callable[[str], None]
   compile_seconds: float | None = None
   stop: Any = None
@@ -230,7 +234,7 @@ def make_engine(par: parallel_lib.Parallel, settings: LoopSettings, train_loader
   p_train = par.compile_train(train_step, label_smoothing=float(label_smoothing),
                               loss_fn=loss_fn)
   p_eval = par.compile_eval(eval_step, logits_fn=logits_fn)
-  return Engine(par, p_train, p_eval, train_loader, eval_loader, settings, _Guard(par),
+  return Engine(par, p_train, p_eval, train_loader, eval_loader, settings, Guard(par),
                 printer(settings.verbose), stop=stop)
 
 

@@ -8,12 +8,20 @@
   ``pmap`` is called without ``devices=``: by default it maps over the local devices while its
   collectives span every process (``devices=``, if given, must list the same devices of all
   processes on every process; a local-only list is wrong on more than one process);
-* ``'mesh'``: every device of every process in a 1-D ``Mesh`` with axis ``AXIS_NAME``; the state
-  is replicated (``P()``), batches are sharded along their first axis (``P(AXIS_NAME)``) and
-  ``jax.jit`` compiles the global-batch program (XLA inserts the all-reduces). This is the
-  current JAX recommendation and the mode to prefer; ``'pmap'`` is kept for comparison.
+* ``'mesh'``: every device of every process in a 1-D ``Mesh`` with axis ``AXIS_NAME`` (with
+  several processes, process 0's devices first, then process 1's, ...: each process's rows of a
+  batch on its own devices); the state is replicated (``P()``), batches are sharded along their
+  first axis (``P(AXIS_NAME)``) and ``jax.jit`` compiles the global-batch program (XLA inserts
+  the all-reduces). This is the current JAX recommendation and the mode to prefer; ``'pmap'`` is
+  kept for comparison.
 
-In every mode each process feeds only its own ``global_batch / process_count`` examples.
+In every mode each process feeds only its own ``global_batch / process_count`` examples: rows
+``[p * B / N, (p + 1) * B / N)`` of the global batch on process ``p`` of ``N`` (what
+:mod:`jaxcnn.data` loaders yield).
+
+With more than one process, checkpoints hold global arrays (every process calls save, orbax
+writes each piece of each array once): :meth:`Parallel.checkpoint_state` and
+:attr:`Parallel.checkpoint_sharding`.
 
 BatchNorm under ``'pmap'`` normalises with per-device batch moments (the running statistics are
 averaged across devices each step), unless the model's BatchNorm is given the axis name; under
@@ -101,12 +109,39 @@ class Parallel:
     self.mode = mode
     self.num_devices = num_devices_for(mode)
     self.local_devices = jax.local_devices() if mode != "none" else [jax.local_devices()[0]]
-    if mode == "mesh":
-      self.mesh = Mesh(np.asarray(jax.devices()), (AXIS_NAME,))
+    self.process_count = jax.process_count()
+    if mode == "mesh" or self.process_count > 1:
+      devices = jax.devices()
+      if self.process_count > 1:
+        # Grouped by process, so process p's rows of a global batch land on its own devices.
+        devices = sorted(devices, key=lambda d: (d.process_index, d.id))
+      self.mesh = Mesh(np.asarray(devices), (AXIS_NAME,))
       self.replicated = NamedSharding(self.mesh, P())
       self.batch_sharding = NamedSharding(self.mesh, P(AXIS_NAME))
-    elif mode == "none":
+    if mode == "none":
       self.device = self.local_devices[0]
+
+  @property
+  def checkpoint_sharding(self) -> Any:
+    """Where restored checkpoint arrays go: None (each array's template sharding) with one
+    process; replicated over every process's devices with more."""
+    return self.replicated if self.process_count > 1 else None
+
+  def _global(self, tree: Any) -> Any:
+    """Identical host values on every process -> arrays replicated over every process's
+    devices (what orbax saves once, from the primary process)."""
+    def one(x):
+      host = np.asarray(x)
+      return jax.make_array_from_callback(host.shape, self.replicated, lambda idx: host[idx])
+    return jax.tree.map(one, tree)
+
+  def checkpoint_state(self, state: Any) -> Any:
+    """The canonical single-copy state as a checkpoint takes it: :meth:`get_state`, as global
+    arrays with more than one process (the ``'pmap'`` copy lives on one local device)."""
+    state = self.get_state(state)
+    if self.process_count > 1 and self.mode != "mesh":
+      state = self._global(state)
+    return state
 
   # -- state -------------------------------------------------------------------------------
   def put_state(self, state: Any) -> Any:
@@ -114,6 +149,9 @@ class Parallel:
     if self.mode == "none":
       return jax.device_put(state, self.device)
     if self.mode == "mesh":
+      if self.process_count > 1:
+        # Each process built the same state (same seed) or restored the same checkpoint.
+        return self._global(state)
       return jax.device_put(state, self.replicated)
     # Through an identity pmap, so the arrays carry the very sharding that the compiled step
     # returns: the second step then hits the first step's compilation. (No `devices=`: see the
@@ -173,18 +211,3 @@ class Parallel:
     if self.mode == "mesh":
       return jax.jit(fn, out_shardings=self.replicated)
     return jax.jit(fn)
-
-
-def maybe_initialize_distributed(config: Any) -> None:
-  """Calls ``jax.distributed.initialize()`` once when ``config.distributed`` is true.
-
-  Coordinator address, process count and id come from the environment (Cloud TPU, SLURM, or
-  the ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` variables).
-  """
-  if not config.distributed:
-    return
-  try:
-    jax.distributed.initialize()
-  except RuntimeError as e:  # already initialised (e.g. a notebook re-running the cell)
-    if "already" not in str(e).lower():
-      raise

@@ -26,6 +26,13 @@ What a run writes to ``workdir``:
   test_top5, test_confusion`` of the restored best model (with early stopping) or the final
   one, evaluated once after training.
 
+Several processes (``config.distributed``; docs/multi_process.md): the workdir is one directory
+every process sees. Process 0 holds its lock and writes every file above but the checkpoints,
+of which every process writes its part through orbax; a refusal by process 0 (a locked
+workdir, a checkpoint of another config) stops every process alike, and a lost process stops
+the others with one line naming it and the last complete checkpoint
+(:mod:`jaxcnn.train.distributed`).
+
 Exact resume: the checkpoint holds the state (params, variable collections, optimizer and
 averager state, step, base key) and the :class:`~jaxcnn.train.loop.LoopState`; the loaders'
 order and augmentations are a pure function of ``(seed, epoch, step)`` and the dropout key of
@@ -54,7 +61,7 @@ from jaxcnn._errors import brief
 from jaxcnn.train import average
 from jaxcnn.train import checkpoint as checkpoint_lib
 from jaxcnn.train import config as config_lib
-from jaxcnn.train import faults
+from jaxcnn.train import distributed, faults
 from jaxcnn.train import loop
 from jaxcnn.train import optim
 from jaxcnn.train import parallel as parallel_lib
@@ -88,7 +95,7 @@ def compute_dtype(name: str, platform: str | None = None) -> Any:
   """``config.dtype`` -> the compute dtype: ``'auto'`` is float32 on a CPU and bfloat16 on a
   TPU or GPU (resolved when the model is built, so a config file never starts JAX itself)."""
   # No float16: without loss scaling its gradients underflow (bfloat16 has float32's range).
-  name = config_lib.validate({"dtype": name}).dtype
+  name = config_lib.check_key("dtype", name)
   if name == "auto":
     platform = jax.default_backend() if platform is None else platform
     return jnp.float32 if platform == "cpu" else jnp.bfloat16
@@ -109,10 +116,70 @@ def make_model(config: Config, num_classes: int):
                           **dict(config.model_kwargs))
 
 
+def nnx_apply_fn(model: Any, input_shape: tuple[int, ...], state: TrainState, seed: int) -> Any:
+  """``model_api='nnx'``: the ``apply_fn`` of ``model``'s NNX twin (:func:`jaxcnn.nnx.from_linen`)
+  holding the initial variables of ``state``, so a run computes with the NNX layers from the very
+  variables (and to the very checkpoints) of the Linen run with the same seed."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from jaxcnn import nnx as jnnx  # pylint: disable=g-import-not-at-top
+  twin = jnnx.from_linen(model, input_shape, rngs=nnx.Rngs(seed),
+                         variables=jax.device_get(state.variables))
+  return jnnx.linen_view(twin).apply
+
+
 def data_info(config: Config) -> Any:
-  """``jaxcnn.data.DATASETS[config.data.name]``: classes, image shape, class names."""
+  """The dataset's :class:`jaxcnn.data.DatasetInfo`: classes, image shape, class names and
+  normalisation statistics (``DATASETS[name]``; for a folder or a tfds dataset read from it,
+  :func:`jaxcnn.data.dataset_info`)."""
   from jaxcnn import data  # pylint: disable=g-import-not-at-top
-  return data.DATASETS[config.data.name]
+  d = config.data
+  if d.name in data.DATASETS:
+    return data.DATASETS[d.name]
+  return data.dataset_info(d.name, image_folder=d.image_folder, image_size=d.image_size,
+                           color_mode=d.color_mode, crop_to_aspect_ratio=d.crop_to_aspect_ratio,
+                           interpolation=d.interpolation, train_split=d.train_split,
+                           validation_split=d.validation_split, seed=config.seed,
+                           data_dir=d.data_dir)
+
+
+def _any_loader(config: Config, info: Any, split: str, batch_size: int, *, train: bool,
+                augment: Any = None, batch_sharding: Any = None, test: bool = False) -> Any:
+  """A loader of a folder, a tfds dataset, or any dataset with ``data.loader='host'``
+  (:func:`jaxcnn.data.make_dataset_loader`), normalised with ``info``'s statistics.
+
+  With ``data.validation_split`` the train and eval loaders read the two subsets of the train
+  split's folder; the test loader reads the whole of its own split folder, which must exist.
+  """
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+  d = config.data
+  validation_split = d.validation_split
+  if validation_split and test:
+    folder = data.parse_split(split).name
+    if not os.path.isdir(os.path.join(d.image_folder, folder)):
+      raise ValueError(f"`data.test_split` (={split!r}) with `data.validation_split` needs a "
+                       f"separate test folder {os.path.join(d.image_folder, folder)!r}; the "
+                       "validation subset is the eval set")
+    validation_split = 0.0
+  elif validation_split:
+    split = d.train_split  # both subsets come from the train split's folder
+  mean, std = info.mean, info.std
+  if d.normalize == "unit":
+    channels = info.image_shape[-1]
+    mean, std = (0.0,) * channels, (1.0,) * channels
+  sharding = (batch_sharding if batch_sharding is not None and jax.process_count() == 1
+              and d.loader == "device" else None)
+  return data.make_dataset_loader(
+      d.name, split, batch_size, train=train, seed=config.seed, augment=augment,
+      kind=d.loader, image_folder=d.image_folder, image_size=d.image_size,
+      color_mode=d.color_mode, crop_to_aspect_ratio=d.crop_to_aspect_ratio,
+      interpolation=d.interpolation, validation_split=validation_split, data_dir=d.data_dir,
+      mean=mean, std=std, sharding=sharding, process_index=jax.process_index(),
+      process_count=jax.process_count())
+
+
+def _uses_any_loader(config: Config) -> bool:
+  from jaxcnn import data  # pylint: disable=g-import-not-at-top
+  return config.data.loader == "host" or config.data.name not in data.DATASETS
 
 
 def _loader_kwargs(config: Config, batch_sharding: Any) -> dict[str, Any]:
@@ -140,8 +207,14 @@ def make_loaders(config: Config, info: Any, *, batch_sharding: Any = None,
   ``augment``: a :func:`jaxcnn.data.augment.make_augment` spec replacing ``data.augment``.
   """
   from jaxcnn import data  # pylint: disable=g-import-not-at-top
-  common = _loader_kwargs(config, batch_sharding)
   count = jax.process_count()
+  if _uses_any_loader(config):
+    return (_any_loader(config, info, config.data.train_split, config.batch_size // count,
+                        train=True, augment=augment or config.data.augment_spec,
+                        batch_sharding=batch_sharding),
+            _any_loader(config, info, config.data.eval_split, config.eval_batch // count,
+                        train=False, batch_sharding=batch_sharding))
+  common = _loader_kwargs(config, batch_sharding)
   train = data.make_loader(config.data.name, config.data.train_split, config.batch_size // count,
                            train=True, augment=augment or config.data.augment_spec, **common)
   evaluation = data.make_loader(config.data.name, config.data.eval_split,
@@ -153,6 +226,10 @@ def make_test_loader(config: Config, info: Any, *, batch_sharding: Any = None) -
   """The loader of ``config.data.test_split`` (evaluated once, after training), or None."""
   if not config.data.test_split:
     return None
+  if _uses_any_loader(config):
+    return _any_loader(config, info, config.data.test_split,
+                       config.eval_batch // jax.process_count(), train=False,
+                       batch_sharding=batch_sharding, test=True)
   from jaxcnn import data  # pylint: disable=g-import-not-at-top
   return data.make_loader(config.data.name, config.data.test_split,
                           config.eval_batch // jax.process_count(), train=False,
@@ -162,8 +239,13 @@ def make_test_loader(config: Config, info: Any, *, batch_sharding: Any = None) -
 # -- resume rules ---------------------------------------------------------------------------------
 
 # Keys that may change between a run and its resumption without changing what is computed.
+# `model_api` too: the NNX model has the Linen model's variables, so their checkpoints are one.
 RESUMABLE_CHANGES = ("progress", "log_every_steps", "checkpoint_every_steps", "async_checkpoints",
-                     "plots", "checkpoint_every_epoch", "data.test_split", "tensorboard")
+                     "plots", "checkpoint_every_epoch", "data.test_split", "tensorboard",
+                     "model_api",
+                     # Where the processes run, as the number of devices: not what is computed.
+                     "distributed", "coordinator_address", "num_processes", "process_id",
+                     "heartbeat_timeout_seconds")
 # The learning rate may change too: the recovery from a diverged run is to resume its last good
 # checkpoint with a smaller rate. Nothing saved depends on the rate (optax keeps moments and
 # counts, and the schedule is rebuilt from the config), so the run continues the same trajectory
@@ -294,7 +376,7 @@ class CheckpointHook(loop.Hook):
     self.every_epoch, self.patience = config.checkpoint_every_epoch, config.patience
 
   def _save(self, ls: loop.LoopState, state: Any, best: bool) -> None:
-    self.ckpt.save(ls.step, self.par.get_state(state), ls.to_meta(), best=best)
+    self.ckpt.save(ls.step, self.par.checkpoint_state(state), ls.to_meta(), best=best)
 
   def on_steps(self, ls: loop.LoopState, state: Any) -> None:
     self._save(ls, state, best=False)
@@ -391,17 +473,41 @@ def train_and_evaluate(config: Any, workdir: str | os.PathLike, *,
     raise ValueError(f"`recipe.name` (={name!r}) names a recipe, but none of its hooks were "
                      "given: train_and_evaluate(config, workdir, "
                      "**jaxcnn.recipes.hooks(config))")
-  parallel_lib.maybe_initialize_distributed(config)
+  if distributed.initialize(config):
+    config_lib.check_batch_sizes(config)  # left by validate until the devices were known
   par = parallel_lib.Parallel(config.parallel)
   workdir = pathlib.Path(workdir)
-  is_main = jax.process_index() == 0
+  is_main = distributed.is_main()
   workdir.mkdir(parents=True, exist_ok=True)
-  with WorkdirLock(workdir) if is_main else contextlib.nullcontext():
-    check_resumable(config, workdir)
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(distributed.watch(config, lambda: resume_hint(workdir)))
+    # The workdir belongs to the job: process 0 locks and checks it, and its verdict (a second
+    # job on this workdir, a checkpoint of another config) stops every process alike.
+    refused = None
     if is_main:
-      write_text_atomic(workdir / "config.json", config.to_json(indent=2) + "\n")
+      try:
+        stack.enter_context(WorkdirLock(workdir))
+        check_resumable(config, workdir)
+        write_text_atomic(workdir / "config.json", config.to_json(indent=2) + "\n")
+      except ValueError as e:
+        refused = str(e)
+    refused = distributed.broadcast_text(refused)
+    if refused is not None:
+      raise ValueError(refused)
     return _run(config, workdir, par, is_main, tx=tx, init_fn=init_fn, averager=averager,
                 loss_fn=loss_fn, logits_fn=logits_fn, augment=augment)
+
+
+def resume_hint(workdir: pathlib.Path) -> str:
+  """Where a stopped run resumes: its last complete checkpoint, if any."""
+  latest = workdir / "checkpoints" / "latest"
+  steps = checkpoint_lib.completed_steps(latest)
+  count = jax.process_count()
+  every = f"all {count} processes" if count > 1 else "it"
+  if not steps:
+    return f"no checkpoint was complete yet: starting {every} again starts the run over"
+  return (f"the last complete checkpoint is step {steps[-1]} ({latest / str(steps[-1])}): start "
+          f"{every} again with the same command to resume from it")
 
 
 def _run(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is_main: bool,
@@ -435,11 +541,14 @@ def _train(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is
                                            config.batch_size, verbose=verbose)
   state = loop.init_state(model, config, input_shape, train_loader, settings, tx=tx,
                           init_fn=init_fn, averager=averager)
+  if config.model_api == "nnx":
+    state = state.replace(apply_fn=nnx_apply_fn(model, input_shape, state, config.seed))
 
   ckpt = checkpoint_lib.Checkpointer(workdir / "checkpoints", async_save=config.async_checkpoints)
   recorder = None
   try:
-    restored = _restore(ckpt, state, workdir, verbose, settings.total_steps)
+    restored = _restore(ckpt, state, workdir, verbose, settings.total_steps,
+                        sharding=par.checkpoint_sharding, is_main=is_main)
     state, ls = restored if restored is not None else (state, loop.LoopState())
     # The watch first: nothing is written once the workdir has gone.
     hooks: list[loop.Hook] = [guard.watch,
@@ -459,7 +568,8 @@ def _train(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is
     final = par.get_state(state)
     if settings.patience and ls.best_epoch > 0 and ckpt.latest_step(best=True) is not None:
       final = faults.restore_best_or_keep(ckpt, final,
-                                          say=engine.say if verbose else log.warning)
+                                          say=engine.say if verbose else log.warning,
+                                          sharding=par.checkpoint_sharding)
     test = None
     test_loader = make_test_loader(config, info, batch_sharding=sharding)
     if test_loader is not None:
@@ -469,7 +579,8 @@ def _train(config: Config, workdir: pathlib.Path, par: parallel_lib.Parallel, is
         (workdir / "test_metrics.json").write_text(json.dumps(test, indent=1) + "\n")
       if recorder is not None and recorder.board is not None:
         recorder.board.write({"step": ls.step, **test})
-      (engine.say if verbose else log.warning)(loop.test_line(test))
+      if is_main:
+        (engine.say if verbose else log.warning)(loop.test_line(test))
   finally:
     ckpt.close()  # waits for pending async saves, also when the run stops on an error
     if recorder is not None:
@@ -493,13 +604,14 @@ def _with_checkpoint(e: loop.NonFiniteError,
 
 
 def _restore(ckpt: checkpoint_lib.Checkpointer, state: TrainState, workdir: pathlib.Path,
-             verbose: bool, total_steps: int) -> tuple[TrainState, loop.LoopState] | None:
+             verbose: bool, total_steps: int, *, sharding: Any = None,
+             is_main: bool = True) -> tuple[TrainState, loop.LoopState] | None:
   # Shown even with progress off (then as a warning): a resumed run must never pass for a fresh
-  # one.
-  say = loop.printer(verbose) if verbose else log.warning
+  # one. Once per job: by process 0.
+  say = loop.printer(verbose) if verbose else log.warning if is_main else log.info
   try:
     # The newest checkpoint that reads back; a damaged one is said so, and set aside.
-    restored = faults.restore_newest_intact(ckpt, state, say=say)
+    restored = faults.restore_newest_intact(ckpt, state, say=say, sharding=sharding)
   except checkpoint_lib.CheckpointMismatchError as e:
     raise ValueError(
         f"the checkpoint in {workdir / 'checkpoints'} does not fit this config's model and "

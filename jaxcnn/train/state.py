@@ -19,6 +19,7 @@ is evaluated on ``slow``).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,8 +63,9 @@ class TrainState(train_state.TrainState):
 
   @property
   def eval_variables(self) -> dict[str, Any]:
-    """Variables for evaluation: the averager's when there is one, else the slow params under
-    ``optax.lookahead``, else the training ones."""
+    """The variables evaluation uses (``{'params': ..., **collections}``): the averager's
+    when there is one, else the slow params under ``optax.lookahead``, else the training
+    ones."""
     params = (self.params.slow if isinstance(self.params, optax.LookaheadParams)
               else self.params)
     variables = {"params": params, **self.collections}
@@ -85,6 +87,21 @@ class TrainState(train_state.TrainState):
     return self.replace(params=params, collections=variables)
 
 
+def is_nnx_module(model: Any) -> bool:
+  """Whether ``model`` is a Flax NNX module (checked without importing ``flax.nnx``)."""
+  nnx = sys.modules.get("flax.nnx")
+  return nnx is not None and isinstance(model, nnx.Module)
+
+
+def as_linen(model: Any) -> Any:
+  """``model``, or for an NNX module its Linen-signature view (:func:`jaxcnn.nnx.linen_view`:
+  ``init`` returns the module's variables, ``apply`` runs it purely)."""
+  if is_nnx_module(model):
+    from jaxcnn import nnx as jnnx  # pylint: disable=g-import-not-at-top
+    return jnnx.linen_view(model)
+  return model
+
+
 def default_init(model: flax.linen.Module, key: jax.Array, sample_batch: Any) -> Any:
   """``model.init`` on the images of ``sample_batch`` in eval mode (the default ``init_fn``)."""
   images = sample_batch["image"] if isinstance(sample_batch, dict) else sample_batch
@@ -102,7 +119,9 @@ def create_train_state(model: flax.linen.Module, key: jax.Array,
   """Initialises ``model`` and wraps it with ``tx``.
 
   Args:
-    model: a module with ``__call__(x, train)``.
+    model: a Linen module with ``__call__(x, train)``, or an NNX module (trained through
+      :func:`jaxcnn.nnx.linen_view`: its variables are the initial ones, ``key`` seeds only the
+      training key; ``params`` and ``collections`` are its variables in the Linen layout).
     key: PRNG key; split into the init key and the base training key ``rng``.
     input_shape: ``[B, H, W, C]`` of zeros used for the default initialisation (``B`` may be 1);
       may be None when ``sample_batch`` is given.
@@ -128,6 +147,7 @@ def create_train_state(model: flax.linen.Module, key: jax.Array,
   >>> int(st.step), st.params['kernel'].shape
   (0, (4, 3))
   """
+  model = as_linen(model)
   init_key, rng = jax.random.split(key)
   if sample_batch is None:
     if input_shape is None:
