@@ -27,12 +27,13 @@ def quiet_tensorflow() -> None:
   """Before TensorFlow is imported: its C++ log at warnings and above
   (``TF_CPP_MIN_LOG_LEVEL=2``), its oneDNN math kernels off (``TF_ENABLE_ONEDNN_OPTS=0``: TF
   only reads and augments data here, and TF 2.21 announces those kernels on stderr before any
-  log level applies), and absl's Python log at errors (unless ``--verbosity`` was given). A
+  log level applies), and absl's Python log at warnings (unless ``--verbosity`` was given: the
+  run's own warnings, such as "resuming from step N" with progress off, must show). A
   variable the user set wins. Call it in ``main``, after flags are parsed."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)
+    logging.set_verbosity(logging.WARNING)
 
 
 def in_flags(message: str, flag: dict[str, str] | None = None) -> str:

@@ -56,10 +56,16 @@ class UserError(Exception):
   """A mistake in the command line or the environment; its message is the whole story."""
 
 
-def _fail(message: str, code: int = 1):
-  """Prints ``error: <message>`` (one line, then the --traceback hint) and exits."""
+def _fail(message: str, code: int = 1, *, now: bool = False):
+  """Prints ``error: <message>`` (one line, then the --traceback hint) and exits; ``now``:
+  without the interpreter's shutdown, whose wait for the checkpoint library's threads can hang
+  once the file system has refused a write (the run's guard has already cleaned up)."""
   print(f"error: {message}\n{_HINT}" if code == 1 else message, file=sys.stderr)
   distributed.exit_now(code)  # a process of a job: without waiting for the others
+  if now:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
   sys.exit(code)
 
 
@@ -187,7 +193,7 @@ def main(argv: list[str]) -> None:
   except (faults.WorkdirError, faults.OutOfMemoryError) as e:  # one line, cause and path
     if _TRACEBACK.value:
       raise
-    _fail(str(e))
+    _fail(str(e), now=isinstance(e, faults.WorkdirError))
   except (UserError, ValueError, DatasetNotFoundError, TensorFlowMissingError,
           NonFiniteError) as e:
     if _TRACEBACK.value:
@@ -197,7 +203,8 @@ def main(argv: list[str]) -> None:
     if _TRACEBACK.value:
       raise
     failure = faults.write_failure(e, workdir) if workdir is not None else None
-    _fail(str(faults.write_error(*failure, workdir)) if failure else f"{type(e).__name__}: {e}")
+    _fail(str(faults.write_error(*failure, workdir)) if failure else f"{type(e).__name__}: {e}",
+          now=True)
   except BaseException:  # a bug: its traceback, then out (a job's process must not linger)
     if not distributed.in_job():
       raise
