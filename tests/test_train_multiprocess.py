@@ -226,6 +226,50 @@ def test_kill_9_of_one_process_stops_the_other_and_both_resume_exactly(tmp_path,
   assert [r["epoch"] for r in _records(killed)] == [1, 2, 3]
 
 
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_step_saved_and_both_resume_exactly(
+    tmp_path, image_folder):
+  """A preempted host: SIGTERM reaches process 1 only. JAX's preemption service tells process
+  0, both save the same step and exit 143; the same commands resume to the straight result."""
+  straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+  procs = []
+  try:
+    procs += (straight_job := _job(straight, image_folder, tmp_path, "straight"))
+    procs += (job := _job(stopped, image_folder, tmp_path, "stopped"))
+    deadline = time.monotonic() + TIMEOUT
+    latest = stopped / "checkpoints" / "latest"
+    while not any(p.name.isdigit() and int(p.name) >= KILL_AFTER
+                  for p in (latest.iterdir() if latest.is_dir() else [])):
+      assert all(p.poll() is None for p in job), "the job ended before it could be stopped"
+      assert time.monotonic() < deadline, "no checkpoint in time"
+      time.sleep(0.02)
+    os.kill(job[1].pid, signal.SIGTERM)
+    logs = []
+    for i, proc in enumerate(job):
+      proc.wait(timeout=120)
+      logs.append((tmp_path / f"stopped{i}.log").read_text())
+      assert proc.returncode == 128 + signal.SIGTERM, logs[-1][-3000:]
+      assert "Traceback" not in logs[-1], logs[-1][-3000:]
+    steps = [int(re.search(r"stopped \(SIGTERM\) at step (\d+); re-run the same command to "
+                           r"resume", log).group(1)) for log in logs]
+    assert steps[0] == steps[1] and KILL_AFTER <= steps[0] < KILL_STEPS, steps
+    assert (latest / str(steps[0])).is_dir()  # that step's checkpoint, written by both
+
+    procs += (again := _job(stopped, image_folder, tmp_path, "again"))
+    out = _finish(again[0], tmp_path / "again0.log")
+    _finish(again[1], tmp_path / "again1.log")
+    assert f"resuming from step {steps[0]} " in out, out[-3000:]
+    for i, proc in enumerate(straight_job):
+      _finish(proc, tmp_path / f"straight{i}.log")
+  finally:
+    _kill_all(procs)
+
+  import jax
+  want, got = _final_state(straight), _final_state(stopped)
+  assert all(np.array_equal(w, g) for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
+  assert _records(stopped) == _records(straight)
+
+
 # -- the lifeline, between threads ---------------------------------------------------------------
 
 class _Exchange:

@@ -146,15 +146,17 @@ class Lifeline:
   """Process 0's TCP connection to every other process, watched for the length of a run.
 
   Protocol (lines of text): a process says ``hello <index>`` on connecting, ``ping`` every
-  ``timeout / 4`` seconds, and ``bye ok``, ``bye error`` or ``bye interrupted`` when it leaves
-  the run; process 0 also tells the others ``lost <index>`` before it stops for a lost process.
+  ``timeout / 4`` seconds, and ``bye ok``, ``bye stopped``, ``bye error`` or ``bye interrupted``
+  when it leaves the run; process 0 also tells the others ``lost <index>`` before it stops for a lost process.
 
   A peer is lost when its connection closes without ``bye`` (it died) or stays silent for
   ``timeout`` seconds (it hangs, or its host is gone). ``bye error`` (the peer stopped on an
   error of its own) gives this process ``grace`` seconds to stop on its own, which it does when
   the error was the job's (the same on every process); else the peer counts as lost too.
   ``bye interrupted`` (Ctrl-C) stops this process at once: its own interrupt may never be
-  seen while it waits in a collective for the peer that has left.
+  seen while it waits in a collective for the peer that has left. ``bye stopped`` (a stop
+  signal every process agreed on, saved at the same step: :class:`jaxcnn.train.faults.StopRequest`)
+  is no news: this process stops at that step too.
 
   On a loss, ``on_lost(message)`` is called once; the default prints ``error: <message>`` and
   exits with :data:`EXIT_LOST`. ``message`` names the lost process and ends with ``resume()``
@@ -325,7 +327,8 @@ class Lifeline:
 
   def close(self, outcome: str = "ok") -> None:
     """Leaves the run: tells the others ``bye <outcome>`` (``'ok'``: finished; ``'error'``:
-    stopped on an error; ``'interrupted'``: Ctrl-C), and stops watching them.
+    stopped on an error; ``'interrupted'``: Ctrl-C; ``'stopped'``: a stop signal every process
+    agreed on, with that step saved), and stops watching them.
 
     Process 0 leaving on an error or an interrupt first waits (up to ``grace`` + 5 s) for the
     others to leave: its exit ends JAX's coordination service, which would end them at once,
@@ -389,8 +392,10 @@ def watch(config: Any, resume: Callable[[], str]) -> Iterator[Lifeline | None]:
   try:
     yield line
     outcome = "ok"
-  except KeyboardInterrupt:
-    outcome = "interrupted"
+  except KeyboardInterrupt as e:
+    # A stop at an agreed step (faults.TrainingStopped with its step saved) is every process's;
+    # any other interrupt leaves the others waiting in a collective: they must stop now.
+    outcome = "stopped" if getattr(e, "step", None) is not None else "interrupted"
     raise
   except _JOB_ERRORS:
     raise
