@@ -40,7 +40,6 @@ FLAG_TABLE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # Each row's measurement: BENCHMARKS.md, "CPU flags per jaxlib".
     ("0.7.2", "AuthenticAMD", ()),
     ("0.10.2", "AuthenticAMD", (YNNPACK_OFF,)),
-    ("0.10.2", "GenuineIntel", (YNNPACK_OFF,)),
     ("0.12.1", "AuthenticAMD", ()),
 )
 
