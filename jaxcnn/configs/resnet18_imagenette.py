@@ -23,7 +23,7 @@ and 92.50% at 192 px after 20 epochs (means of 5 runs), 93.55% / 94.50% after 80
 with fastai's xresnet50 and its training tricks; a plain ResNet-18 with this recipe should land
 some points below those, so read them as the ceiling to compare with, not a promise.
 
-Time per epoch: see BENCHMARKS.md (``experiments/benchmarks/bench_stream.py --model
+Time per epoch: see BENCHMARKS.md (``experiments/benchmarks/bench_stream.py --recipe
 resnet18_imagenette`` trains a few steps of this recipe on a generated folder of 160 px JPEGs);
 Imagenette's training split has 9,469 images, so an epoch is 73 steps of 128.
 """
