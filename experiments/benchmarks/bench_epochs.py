@@ -9,12 +9,15 @@ the table gives the median, min and max of the later epochs' training seconds ov
 images/s at the median, and the ratio to the faster peer at its defaults.
 
     python experiments/benchmarks/bench_epochs.py --image-folder ../shared/data/cifar10_jpeg_train.tar.gz \
-        [--rounds 2] [--epochs 3] [--rows jaxcnn,torch_nchw,torch_cl,keras]
+        [--rounds 2] [--epochs 3] [--rows jaxcnn,torch_nchw,torch_cl,keras] \
+        [--jaxcnn-python /path/to/other/venv/bin/python]
 
 Rows: ``jaxcnn`` (``python -m experiments.train`` with ``cifar10_tutorial.py``: what the CLI
 does, incl. its per-epoch evaluation and checkpoints; tqdm off), ``torch_nchw`` (PyTorch eager,
 its default layout), ``torch_cl`` (channels-last: an extra, tuned row), ``keras`` (Keras 3 on
-TensorFlow at its defaults). Results: BENCHMARKS.md section 3.
+TensorFlow at its defaults). ``--jaxcnn-python PY`` adds the row ``jaxcnn_alt``: the same CLI
+run by another interpreter (another venv: a newer or older jax), labelled with its jax version,
+so two jax versions are compared in one alternated invocation. Results: BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ ROWS = ("jaxcnn", "torch_nchw", "torch_cl", "keras")
 
 def _command(row: str, args, out: Path) -> list[str]:
   py = sys.executable
-  if row == "jaxcnn":
+  if row in ("jaxcnn", "jaxcnn_alt"):
+    py = args.jaxcnn_python if row == "jaxcnn_alt" else py
     return [py, "-m", "experiments.train", "--config", "jaxcnn/configs/cifar10_tutorial.py",
             "--workdir", str(out), f"--config.data.image_folder={args.image_folder}",
             f"--config.num_epochs={args.epochs}", "--config.progress=False"]
@@ -57,10 +61,19 @@ def _command(row: str, args, out: Path) -> list[str]:
 
 def _epochs(row: str, out: Path) -> list[dict]:
   """Per-epoch records with ``train_seconds`` and ``train_images_per_sec``."""
-  if row == "jaxcnn":
+  if row in ("jaxcnn", "jaxcnn_alt"):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
             if line.strip()]
   return json.loads((out / "peer.json").read_text())["epochs"]
+
+
+def _jax_version(python: str) -> str:
+  """The jax version an interpreter imports (without starting a backend)."""
+  out = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('jax'))"],
+                       capture_output=True, text=True, check=False)
+  if out.returncode != 0:
+    sys.exit(f"--jaxcnn-python {python}: cannot read its jax version:\n{out.stderr[-1000:]}")
+  return out.stdout.strip()
 
 
 def _load() -> str:
@@ -77,11 +90,18 @@ def main(argv: list[str] | None = None) -> dict:
   parser.add_argument("--epochs", type=int, default=3, help="per run; epoch 1 is reported apart")
   parser.add_argument("--rows", default=",".join(ROWS))
   parser.add_argument("--json", type=Path, default=None, help="write every epoch record here")
+  parser.add_argument("--jaxcnn-python", default=None,
+                      help="another interpreter (venv) with jaxcnn: adds the row jaxcnn_alt")
   args = parser.parse_args(argv)
   rows = [r.strip() for r in args.rows.split(",") if r.strip()]
   for r in rows:
     if r not in ROWS:
       parser.error(f"unknown row {r!r}; known: {', '.join(ROWS)}")
+  labels = {r: r for r in rows}
+  if args.jaxcnn_python:
+    rows.insert(rows.index("jaxcnn") + 1 if "jaxcnn" in rows else 0, "jaxcnn_alt")
+    labels["jaxcnn"] = f"jaxcnn (jax {_jax_version(sys.executable)})"
+    labels["jaxcnn_alt"] = f"jaxcnn (jax {_jax_version(args.jaxcnn_python)})"
   if args.epochs < 2:
     parser.error(f"--epochs must be >= 2 (epoch 1 holds the warm-up), got {args.epochs}")
 
@@ -104,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         eps = _epochs(row, out)
         results[row].append({"round": rnd, "wall_seconds": wall, "epochs": eps})
         secs = " ".join(f"{e['train_seconds']:.1f}" for e in eps)
-        print(f"round {rnd + 1} {row:10s} epochs' train s: {secs}  (command {wall:.0f} s, "
+        print(f"round {rnd + 1} {labels[row]:10s} epochs' train s: {secs}  (command {wall:.0f} s, "
               f"load {_load()})", flush=True)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
@@ -127,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
   for row in rows:
     s = summary[row]
     ratio = f"{summary[best]['median_s'] / s['median_s']:.2f}x" if best else "-"
-    print(f"| {row} | {s['median_s']:.1f} ({s['min_s']:.1f}-{s['max_s']:.1f}) | "
+    print(f"| {labels[row]} | {s['median_s']:.1f} ({s['min_s']:.1f}-{s['max_s']:.1f}) | "
           f"{s['median_img_s']:,.0f} | {s['first_epoch_s']:.1f} | {ratio} |")
   if best:
     print(f"faster peer at its defaults: {best}")
