@@ -26,7 +26,7 @@ import math
 import os
 import pathlib
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -328,6 +328,21 @@ def feature_map_grid(maps: Any, *, max_maps: int = 64, ncols: int | None = None,
   return _save(fig, path)
 
 
+def _numbered_panels(n: int, ncols: int | None, draw: Callable[[Any, int], Any]) -> Figure:
+  """A grid of ``n`` panels titled 0..n-1, ``draw(ax, i)`` filling panel ``i``; the grid's
+  spare cells blank."""
+  rows, cols = _grid(n, ncols)
+  fig = Figure(figsize=(cols * 1.0, rows * 1.15 + 0.5), layout="constrained")
+  for i, ax in enumerate(fig.subplots(rows, cols, squeeze=False).reshape(-1)):
+    if i >= n:
+      ax.axis("off")
+      continue
+    draw(ax, i)
+    _off(ax)
+    ax.set_title(str(i), fontsize=8)
+  return fig
+
+
 def filter_grid(kernel: Any, *, max_filters: int | None = None, max_channels: int = 8,
                 ncols: int | None = None, title: str | None = None,
                 path: str | os.PathLike | None = None, channel: int | None = None) -> Figure:
@@ -356,31 +371,15 @@ def filter_grid(kernel: Any, *, max_filters: int | None = None, max_channels: in
       raise ValueError(f"`channel` (={channel!r}) must be an input channel of the kernel, an "
                        f"int in [0, {cin})")
     n = min(cout, max_filters or 64)
-    rows, cols = _grid(n, ncols)
-    fig = Figure(figsize=(cols * 1.0, rows * 1.15 + 0.5), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
-    for i, ax in enumerate(axes):
-      if i >= n:
-        ax.axis("off")
-        continue
-      ax.imshow(k[:, :, channel, i], cmap="gray", interpolation="nearest")
-      _off(ax)
-      ax.set_title(str(i), fontsize=8)
+    fig = _numbered_panels(n, ncols, lambda ax, i: ax.imshow(
+        k[:, :, channel, i], cmap="gray", interpolation="nearest"))
     _suptitle(fig, f"{head}{n} of {cout} filters {kh}x{kw}, input channel {channel} (each its "
                  "own scale: dark = lowest weight)", fontsize=10)
     return _save(fig, path)
   if cin == 3:
     n = min(cout, max_filters or 64)
-    rows, cols = _grid(n, ncols)
-    fig = Figure(figsize=(cols * 1.0, rows * 1.15 + 0.5), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
-    for i, ax in enumerate(axes):
-      if i >= n:
-        ax.axis("off")
-        continue
-      ax.imshow(np.clip(0.5 + k[..., i] / (2 * vmax), 0, 1), interpolation="nearest")
-      _off(ax)
-      ax.set_title(str(i), fontsize=8)
+    fig = _numbered_panels(n, ncols, lambda ax, i: ax.imshow(
+        np.clip(0.5 + k[..., i] / (2 * vmax), 0, 1), interpolation="nearest"))
     _suptitle(fig, f"{head}{n} of {cout} RGB filters {kh}x{kw} (grey = 0, |w| max {vmax:.3g})",
                  fontsize=10)
     return _save(fig, path)
