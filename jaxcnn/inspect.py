@@ -1,7 +1,7 @@
 """Looking inside a model: its summary, every layer's output, and what the output depends on.
 
 * :func:`summary`: the Keras-like table (layer, output shape, parameters, MACs), traced
-  abstractly (moved here from :mod:`jaxcnn.shapes`).
+  abstractly (it needs Flax and the layers, which :mod:`jaxcnn.shapes` stays free of).
 * :func:`feature_maps`: every layer's output by its explicit Flax name (``'Conv_0'``,
   ``'layers_2'``, ``'Block_0/Conv_1'``), plus ``'<layer>/pre_activation'`` for a ``Conv`` or
   ``Dense`` with a fused activation.
@@ -204,7 +204,7 @@ def summary(
 ) -> Summary:
   """Keras-like summary of a Flax model built from :mod:`jaxcnn.layers`.
 
-  (Moved here from :mod:`jaxcnn.shapes`, which sits below the layers in the import graph.)
+  (It is here, not in :mod:`jaxcnn.shapes`, which sits below the layers in the import graph.)
 
   The model is initialised under ``jax.eval_shape``, so no parameter is materialised and no
   FLOP is spent; every call of a jaxcnn layer (``Sequential`` members and layers created inside
@@ -546,12 +546,14 @@ def guided_backprop(model: nn.Module, variables: Mapping[str, Any], x: Array, ta
                     mode: str = "guided") -> Array:
   """The input gradient with every ReLU's backward pass replaced (``jax.custom_vjp``).
 
-  ``mode='guided'``: :func:`guided_relu` (guided backpropagation); ``'deconvnet'``:
-  :func:`deconv_relu` (Zeiler & Fergus' deconvnet view). ReLUs are the fused ``'relu'``
-  activations of jaxcnn layers and ``Activation('relu')`` layers; a plain ``jax.nn.relu``
-  function in a ``Sequential`` is not a module and keeps its ordinary gradient. Max pools
-  send each window's signal to one cell, its first maximum (the deconvnet's "switches"; see
-  :func:`jaxcnn.functional.max_pool`), ties included. Returns ``[B, *spatial, C]``.
+  ``mode='guided'``: ``guided_relu`` (guided backpropagation: a ReLU whose backward pass lets
+  through only positive gradients at positive inputs); ``'deconvnet'``: ``deconv_relu`` (Zeiler
+  & Fergus' deconvnet view: the backward pass is ``relu`` of the gradient). ReLUs are the fused
+  ``'relu'`` activations of jaxcnn layers and ``Activation('relu')`` layers; a plain
+  ``jax.nn.relu`` function in a ``Sequential`` is not a module and keeps its ordinary gradient.
+  Max pools send each window's signal to one cell, its first maximum (the deconvnet's
+  "switches"; see :func:`jaxcnn.functional.max_pool`), ties included. Returns
+  ``[B, *spatial, C]``.
   """
   relus = {"guided": guided_relu, "deconvnet": deconv_relu}
   if mode not in relus:

@@ -1,4 +1,4 @@
-"""The user-mistakes sweep (issue 8): >= 200 wrong inputs, each run and classified.
+"""The user-mistakes sweep: >= 200 wrong inputs, each run and classified.
 
 Every case is a small callable plus what a user should get:
 
@@ -6,8 +6,12 @@ Every case is a small callable plus what a user should get:
   ``names`` (each entry a string, or a tuple of alternatives; matched case-insensitively);
 * ``expect='accept'``: a result that ``check`` accepts (``check`` returns ``None``/``True`` when
   the adapted result is right, else a string saying what is wrong). ``must_accept`` cases are
-  ones the issue says must work (a model given by name, uint8 images in ``fit``): an error there
-  counts as raw, not clean.
+  inputs jaxcnn promises to accept (a model given by name, uint8 images in ``fit``): an error
+  there counts as raw, not clean.
+
+A case may carry a mistake class (``cls``, ``'1'`` to ``'11'``) that groups related mistakes in
+the per-class table (``'1'``: an input of the wrong rank, ``'4'``: labels out of range,
+``'10'``: a layer's arguments, ...).
 
 Each outcome is classified:
 
@@ -28,9 +32,10 @@ experiments.train``; the whole sweep takes a few minutes on 2 cores)::
     python tests/mistakes_sweep.py --no-cli
     python tests/mistakes_sweep.py --json /tmp/mistakes.json
 
-Against another checkout (APIs missing there count as what the user would see)::
+Against another checkout (APIs missing there count as what the user would see), run this file
+from that checkout's root::
 
-    cd /work/wt-before && PYTHONPATH=/work/wt-before python /work/wt-sweep/tests/mistakes_sweep.py
+    cd OTHER_CHECKOUT && PYTHONPATH=. python THIS_CHECKOUT/tests/mistakes_sweep.py
 
 Nothing is downloaded: tfds cases use non-existent local ``data_dir``s with ``download=False``,
 and the one slow-failure case (a mistyped ``data_dir`` with downloads on) runs in a child
@@ -63,7 +68,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-MAX_LEN = 400  # "about 300", with room for a temporary path in the message
+MAX_LEN = 400  # a message of about 300 characters, with room for a temporary path in it
 AREAS = ("functional", "layers", "data", "keras", "cli")
 KINDS = ("clean", "raw", "silent", "fine")
 USER_TYPES = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError,
@@ -96,7 +101,7 @@ class Case:
   expect: str  # 'error' | 'accept'
   names: tuple = ()
   check: Callable[[Any], Any] | None = None
-  cls: str = ""  # the issue-8 class it belongs to ('1'..'11'), or '' for the sweep's own
+  cls: str = ""  # its mistake class ('1'..'11', the module docstring), or '' for none
   timeout: float = 60.0
   cli: bool = False
   must_accept: bool = False
@@ -1375,7 +1380,7 @@ def classify(case, exc=None, value=None, outcome=None):
         return "raw", shown + f" (does not name {', '.join(missing)})"
       return "clean", shown
     if case.must_accept:
-      return "raw", shown + " (refused; the issue asks to accept)"
+      return "raw", shown + " (refused; jaxcnn accepts this input)"
     return "clean", shown
   if outcome is not None:
     value = outcome.value
@@ -1534,7 +1539,7 @@ def table(results):
 
 
 def markdown(results, title, seconds=None):
-  """The counts, the reasons, the issue's classes and the non-clean cases, as Markdown."""
+  """The counts, the reasons, the mistake classes and the non-clean cases, as Markdown."""
   by = collections.defaultdict(collections.Counter)
   for r in results:
     by[r["area"]][r["kind"]] += 1
@@ -1561,7 +1566,7 @@ def markdown(results, title, seconds=None):
     if r["class"]:
       by_class[int(r["class"])][r["kind"]] += 1
   if by_class:
-    out += ["", "| issue-8 class | cases | clean | raw | silent | fine |",
+    out += ["", "| mistake class | cases | clean | raw | silent | fine |",
             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for k in sorted(by_class):
       cnt = by_class[k]
@@ -1628,7 +1633,7 @@ def main(argv=None):
     if r["class"]:
       by_class[int(r["class"])][r["kind"]] += 1
   if by_class:
-    print("\nissue-8 classes (cases: clean / raw / silent / fine):")
+    print("\nmistake classes (cases: clean / raw / silent / fine):")
     for k in sorted(by_class):
       cnt = by_class[k]
       print(f"  class {k:>2}: {sum(cnt.values()):>3} cases: " +

@@ -1,6 +1,6 @@
-"""User mistakes through the train CLI (issue 8): exit status, one message line, no traceback, and
-the value named. Each case failed on the code before this file (a traceback, or no error at all),
-except where marked as a regression guard."""
+"""User mistakes through the train CLI: exit status 1, one message line (plus the ``--traceback``
+hint), no traceback, and the value named; ``--traceback`` shows the stack. Ctrl-C exits 130 with
+one line saying where the run stopped and how to resume."""
 
 import os
 import pathlib
@@ -64,7 +64,7 @@ def test_config_mistakes(case, tmp_path):
 
 
 def test_stray_positional_argument(tmp_path):
-  # Before: absl's UsageError printed the module docstring (16 lines) above the message.
+  # One line, not absl's usage text (the module docstring) above the message.
   _one_line_error(_cli("extra_arg", workdir=tmp_path / "run"), "['extra_arg']",
                   "`--config.<key>=<value>`")
 
@@ -93,16 +93,16 @@ def test_workdir_not_writable(tmp_path):
 
 
 def test_model_kwargs_settable_from_the_command_line(tmp_path):
-  # Before: `--config.model_kwargs.hidden` was an unknown key (a traceback). Here the override
-  # parses and the run stops at the next, deliberate mistake.
+  # `--config.model_kwargs.hidden` is a known key: the override parses and the run stops at the
+  # next, deliberate mistake.
   out = _cli("--config.model_kwargs.hidden=16", "--config.optimizer=rmsprop",
              workdir=tmp_path)
   _one_line_error(out, "'rmsprop'")
 
 
 def test_tilde_in_a_data_path_is_home(tmp_path):
-  # Before: validate_config looked for a folder literally named '~'. Here '~/cifar' is found,
-  # and the run stops at the next, deliberate mistake (the overlapping split).
+  # '~' is expanded (not a folder literally named '~'): '~/cifar' is found, and the run stops
+  # at the next, deliberate mistake (the overlapping split).
   (tmp_path / "cifar").mkdir()
   out = _cli("--config.data.image_folder=~/cifar", "--config.data.eval_split=train[40000:]",
              workdir=tmp_path / "run", env={"HOME": str(tmp_path)})
@@ -110,7 +110,7 @@ def test_tilde_in_a_data_path_is_home(tmp_path):
 
 
 def test_traceback_flag_still_shows_the_stack(tmp_path):
-  # Regression guard: --traceback must keep working for every class above.
+  # --traceback shows the stack, for a config mistake and for a data mistake alike.
   for args in (["--config.bogus=1"], ["--config.data.eval_split=train[40000:]"]):
     out = _cli(*args, "--traceback", workdir=tmp_path / "run")
     assert out.returncode != 0 and "Traceback" in out.stderr

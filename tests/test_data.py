@@ -186,9 +186,8 @@ def test_missing_folder(tmp_path):
 
 
 def test_missing_data_messages_are_one_short_line(folder, tmp_path):
-  # Before: a ~420-character "how to point at a local copy" hint made each of these 430-780
-  # characters. Each names the value and says what to set, in one line of < 300 characters
-  # (plus the paths it names).
+  # Each names the value and says what to set, in one line of < 300 characters (plus the paths
+  # it names): the "how to point at a local copy" hint is kept short.
   cases = [
       (lambda: data.load_arrays(None, "train", image_folder=tmp_path / "nowhere"), "nowhere"),
       (lambda: data.load_arrays(None, "tran", image_folder=folder), "'tran'"),
@@ -212,7 +211,7 @@ def test_image_folder_pointing_at_the_split_folder_names_its_parent(folder):
 
 
 def test_normalize_needs_one_mean_and_std_per_channel():
-  # Before: numpy's "cannot reshape array of shape (2,) ... into shape (1, 1, 1, 1)".
+  # One line naming the argument and the channel count, not numpy's "cannot reshape" error.
   images = np.zeros((1, 4, 4, 1), np.uint8)
   with pytest.raises(ValueError, match=r"^`mean` \(=\(0\.1, 0\.2\)\) has 2 values for images "
                      r"with 1 channels \(shape \(1, 4, 4, 1\)\); give one value per channel$"):
@@ -375,11 +374,11 @@ def test_make_loader_from_a_folder(folder):
   assert "mask" in next(iter(val.epoch(0))) and "mask" not in next(iter(train.epoch(0)))
 
 
-# ------------------------------------------------------- user mistakes in data (issue 8 / 10)
+# ----------------------------------------------------------------------- user mistakes in data
 
 def test_cache_sees_a_file_overwritten_in_place(folder, tmp_path):
-  # Regression (issue 8.5): the key used the class folders' mtimes, which an in-place overwrite
-  # does not change, so stale pixels were served.
+  # The cache key covers every file's size and mtime: an image overwritten in place leaves its
+  # folders' mtimes unchanged, and the cache must still serve the new pixels.
   cache = tmp_path / "cache"
   before = data.load_arrays(None, "train", image_folder=folder, cache_dir=cache)
   target = folder / "train" / "ant" / "0000.png"
@@ -438,7 +437,7 @@ def test_missing_data_dir_is_not_created(tmp_path):
 
 @pytest.mark.tf
 def test_offline_tfds_download_fails_within_seconds(tmp_path, monkeypatch):
-  # Regression (issue 8.7 / 10.3): tfds retried for ~3.5 minutes before its error. Offline is
+  # Offline, the error comes within seconds (tfds' own retries would take minutes). Offline is
   # made certain with a host that cannot resolve.
   monkeypatch.setitem(_sources._TFDS_HOSTS, "cifar10", "tfds-host.invalid")
   t0 = time.time()

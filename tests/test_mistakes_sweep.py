@@ -1,10 +1,10 @@
-"""The user-mistakes sweep (tests/mistakes_sweep.py, issue 8) as a test: no raw, no silent case.
+"""The user-mistakes sweep (tests/mistakes_sweep.py) as a test: no raw, no silent case.
 
-The fast test runs the functional-op and layer/model cases that belong to one of the issue's
-classes (traced only, nothing trains: a few seconds), strictly. The slow one runs every case that
-starts no child process (about two minutes on 2 busy cores), strictly too, except the few cases
-listed in ``LEFT_IN_TRAIN``, fixed last in ``jaxcnn/train/keras.py``, which a test of their own
-checks, strictly too. The sweep's own
+The fast test runs the functional-op and layer/model cases that carry a mistake class
+(``Case.cls``; traced only, nothing trains: a few seconds), strictly. The slow one runs every
+case that starts no child process (about two minutes on 2 busy cores), strictly too, except the
+cases listed in ``LEFT_IN_TRAIN``, which a test of their own checks, strictly too: they are
+handled in ``jaxcnn/train/keras.py``, so a failure there points at that file. The sweep's own
 machinery (the classifier) is tested on hand-made outcomes, strictly.
 """
 
@@ -16,8 +16,8 @@ import pytest
 from tests import mistakes_sweep as mistakes
 
 FAST_AREAS = ("functional", "layers")
-# Raw after the fixes of issue 8 outside jaxcnn/train; each is fixed in jaxcnn/train/keras.py,
-# where `fit`/`evaluate`/`predict` accept or reject what they are given.
+# Cases handled in jaxcnn/train/keras.py, where `fit`/`evaluate`/`predict` accept or reject what
+# they are given (a model class, a model or a History where a state is wanted).
 LEFT_IN_TRAIN = frozenset({
     "fit a model class instead of an instance",
     "evaluate(model, ...) instead of a state",

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COLAB = ROOT / "colab"
-TIME_LIMIT_S = 240  # per notebook, quick mode, 2 CPU cores (measured times: README, Colab)
+TIME_LIMIT_S = 240  # per notebook, quick mode, 2 CPU cores: a ceiling (the test prints the time)
 
 spec = importlib.util.spec_from_file_location("colab_build", COLAB / "build.py")
 build = importlib.util.module_from_spec(spec)

@@ -1,5 +1,6 @@
-"""User mistakes in the training API get one clear line (issue 8, the engine's share): labels,
-uint8 images, a model by name, bad epochs / batch sizes, a shared workdir, a diverged run."""
+"""User mistakes in the training API (``fit``, ``evaluate``, ``predict``, ``train_and_evaluate``)
+get one clear line, or are handled: labels, uint8 images, a model by name, bad epochs / batch
+sizes, a shared workdir, a diverged run."""
 
 import subprocess
 import sys

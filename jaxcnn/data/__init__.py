@@ -4,18 +4,20 @@ Every loader yields plain dicts ``{'image': float [B, H, W, C] normalised, 'labe
 (+ ``'mask': float32 [B]`` for eval loaders, which pad the last batch). Order, shuffling and
 augmentation are a pure function of ``(seed, epoch, step)``, so ``loader.epoch(e, start_step=s)``
 resumes exactly; process ``p`` of a multi-process run yields its rows of each global batch, the
-same global batches as one process would (see :mod:`jaxcnn.data._loaders`).
+same global batches as one process would (see :class:`DeviceLoader` and :func:`make_loader`).
 
 Sources (all take tfds split syntax: ``'train[:45000]'``, ``'train[45000:]'``, ``'train[90%:]'``),
 chosen by ``source=`` (``data.source`` in a config; ``'auto'`` by default, see
 :func:`resolve_source`):
+
   * ``'tfds'``: ``tfds.load`` (optionally from a prepared ``data_dir``, which must exist;
     ``download=False`` never touches the network; offline, a needed download fails in seconds):
     :func:`load_arrays`, or streamed by :meth:`StreamLoader.from_tfds`. Needs TensorFlow
     (``pip install 'jaxcnn[tf]'``); imported lazily.
   * ``'download'``: the official CIFAR-10 python archive / MNIST IDX files, MD5-checked, cached
     atomically in ``$JAXCNN_CACHE_DIR/downloads``, decoded with numpy; no TensorFlow. ``'auto'``
-    picks it where TensorFlow is absent (a Colab TPU runtime). See :mod:`jaxcnn.data._download`.
+    picks it where TensorFlow is absent (a Colab TPU runtime). Offline, the official files
+    copied by hand to ``$JAXCNN_CACHE_DIR/downloads/<file name>`` are used (MD5-checked too).
   * ``'folder'``: a class-per-folder copy ``root/<split>/<class>/<image>``, or its ``.tar.gz``
     read in place (``image_folder=``; ``'auto'`` picks it whenever ``image_folder`` is set):
     decoded with PIL on threads, cached as ``.npz`` keyed by every file's size and mtime (a
@@ -48,6 +50,7 @@ Colab TPU: which route works (checked against public reports, 2025; not run on a
   * ``tfds.data_source`` reads ``array_record`` files without TensorFlow
     (https://www.tensorflow.org/datasets/tfless_tfds), but the prepared CIFAR-10/MNIST copies are
     TFRecord and preparing them needs TF, so it is not a drop-in route for these datasets.
+
   Choice: the notebooks use the TensorFlow-free routes, ``source='download'`` (what ``'auto'``
   picks there) or ``image_folder=`` (a class-per-folder copy or its tarball; PIL decoding), with
   :class:`DeviceLoader`; nothing in them imports TensorFlow, and ``pip install jaxcnn`` installs

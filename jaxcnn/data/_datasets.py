@@ -262,7 +262,7 @@ def image_folder_dataset(directory: str | os.PathLike, *, image_size: Any = (256
   ``directory/<class>/<image>`` (any sizes; jpg, png, bmp, gif, webp, ...): class names are the
   sorted folder names, each image is converted to ``color_mode`` and resized to
   ``image_size``, and ``validation_split`` + ``subset`` + ``seed`` draw the same two disjoint
-  subsets as Keras (:mod:`jaxcnn.data._folder`). Files that are not readable images are skipped
+  subsets as Keras (:doc:`/data`). Files that are not readable images are skipped
   with one warning; a class folder without images is an error naming it.
 
   Args:

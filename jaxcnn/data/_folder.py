@@ -159,7 +159,7 @@ class FolderFiles:
     root: the folder holding the class folders.
     class_names: the sorted class-folder names.
     files: paths, class by class, each class folder walked in sorted order (Keras's order), or
-      after :func:`split_files`, the subset's files in the shuffled order.
+      for a ``validation_split`` subset, the subset's files in the shuffled order.
     labels: ``int32 [N]``, indices into ``class_names``.
     skipped: files that are not readable images (left out).
   """

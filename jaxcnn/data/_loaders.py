@@ -243,8 +243,8 @@ class StreamLoader:
       on every process.
     num_examples: examples in ``source`` (needed only for a dataset of unknown cardinality).
     shuffle_buffer: tf.data shuffle buffer (default: the whole split: a true permutation).
-    Other arguments (``process_index``, ``process_count`` included) as :class:`DeviceLoader`:
-    each process streams the global batches and keeps its rows of them.
+    Others: as :class:`DeviceLoader`, ``process_index`` and ``process_count`` included (each
+      process streams the global batches and keeps its rows of them).
   """
 
   def __init__(self, source: Any, batch_size: int, *, shuffle: bool, seed: int,

@@ -365,6 +365,9 @@ def list_image_folder(root: str | os.PathLike, split: str = "train") -> FolderLi
       (``.tar``, ``.tar.gz``, ``.tgz``, ...; read in place, never unpacked).
     split: the split's folder name (``'train'``), without any ``[...]`` slice.
 
+  Returns:
+    the split's files and labels in canonical order, as the class below.
+
   Raises:
     DatasetNotFoundError: the root or its split folder is missing.
     ValueError: a class folder has no images (naming it).
@@ -373,6 +376,8 @@ def list_image_folder(root: str | os.PathLike, split: str = "train") -> FolderLi
     >>> listing = list_image_folder('../shared/data/cifar10_jpeg_train.tar.gz')  # doctest: +SKIP
     >>> len(listing.files), listing.class_names[:2]  # doctest: +SKIP
     (50000, ('airplane', 'automobile'))
+
+  .. autoclass:: jaxcnn.data._sources.FolderListing
   """
   root = _check_root(root)
   if os.path.isfile(root):
@@ -648,7 +653,7 @@ def load_arrays(name: str | None, split: str, *, data_dir: str | None = None,
       :func:`read_image_folder`); a read-only cache runs uncached, with one warning. For
       ``source='download'``: the official files are kept in ``cache_dir/downloads``.
     source: ``'auto'`` (default: :func:`resolve_source`), ``'tfds'``, ``'download'`` (the
-      official archives, no TensorFlow: :mod:`jaxcnn.data._download`) or ``'folder'``.
+      official archives, no TensorFlow; see the module docstring) or ``'folder'``.
 
   Returns:
     ``{'image': np.uint8 [N, H, W, C], 'label': np.int32 [N]}``.

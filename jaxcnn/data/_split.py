@@ -37,6 +37,8 @@ def parse_split(split: str) -> SplitSpec:
   Example:
     >>> parse_split('train[:90%]')
     SplitSpec(name='train', start=None, stop=(90, True))
+
+  .. autoclass:: jaxcnn.data._split.SplitSpec
   """
   if not isinstance(split, str):
     raise ValueError(f"`split` (={split!r}) must be a string like 'train' or 'train[:45000]'")

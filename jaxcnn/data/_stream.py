@@ -215,8 +215,8 @@ class HostLoader:
   """Batches made on host threads from a random-access source (module docstring).
 
   Args:
-    source: :class:`FileSource`, :class:`RecordSource`, :class:`ArraySource` (anything with
-      ``__len__`` and ``load(i) -> (PIL.Image, label)``).
+    source: a random-access source: files of a folder, tfds records or arrays (anything
+      with ``__len__`` and ``load(i) -> (PIL.Image, label)``).
     batch_size: this process's examples per batch (``global batch / process_count``).
     spec: the output image (:class:`jaxcnn.data._folder.ImageSpec`; ``size`` required).
     shuffle: a new permutation each epoch (train); else the stored order (eval).

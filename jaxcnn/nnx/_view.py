@@ -52,7 +52,11 @@ def _reseed(module: nnx.Module, key: jax.Array) -> None:
 class LinenView:
   """``init`` / ``apply`` with the Linen signatures over an NNX module (see the module
   docstring). ``variables`` are the module's variables when the view was made (or, for a view
-  from :func:`linen_view`, the module's current ones)."""
+  from :func:`linen_view`, the module's current ones).
+
+  Args:
+    module (flax.nnx.Module): the NNX module to view; the view holds it by weak reference.
+  """
 
   def __init__(self, module: nnx.Module):
     self.graphdef, state = nnx.split(module)

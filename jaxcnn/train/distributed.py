@@ -109,7 +109,7 @@ def broadcast_text(text: str | None, *, size: int = 4096) -> str | None:
 
 def allgather_rows(tree: Any) -> Any:
   """The processes' batches joined along the first axis, in process order (the global batch
-  of :mod:`jaxcnn.data._loaders`), on every process; ``tree`` itself with one process."""
+  of :mod:`jaxcnn.data`), on every process; ``tree`` itself with one process."""
   if jax.process_count() == 1:
     return tree
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top

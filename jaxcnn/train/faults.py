@@ -531,13 +531,17 @@ class WorkdirWatch:
 class RunGuard:
   """The faults of one run in ``workdir``, as a context manager around it.
 
-  Within: stop signals are recorded (:attr:`stop`, for the loop), the checkpoint library's
-  thread tracebacks are kept quiet, and :attr:`watch` is the :class:`WorkdirWatch` hook. On
+  Within: stop signals are recorded (in ``stop``, for the loop), the checkpoint library's
+  thread tracebacks are kept quiet, and ``watch`` is the :class:`WorkdirWatch` hook. On
   entry, process 0 removes the temporaries an earlier run left. On the way out, an exception
   that is a failed write, a vanished workdir or an allocation failure is replaced by
   :class:`WorkdirError` or :class:`OutOfMemoryError` (the original is its ``__cause__``), after
   process 0 removed the temporaries of the writes cut short. Checkpoints must be closed (every
   pending save waited for) inside the ``with``.
+
+  Attributes:
+    stop: the :class:`StopRequest` that records SIGINT / SIGTERM while the guard is entered.
+    watch: the :class:`WorkdirWatch` of ``workdir``, for the training loop's hooks.
   """
 
   def __init__(self, workdir: str | os.PathLike, config: Any, *, is_main: bool = True):

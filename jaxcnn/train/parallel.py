@@ -123,8 +123,8 @@ class Parallel:
 
   @property
   def checkpoint_sharding(self) -> Any:
-    """Where restored checkpoint arrays go: None (each array's template sharding) with one
-    process; replicated over every process's devices with more."""
+    """The sharding restored checkpoint arrays get, None with one process (each array keeps
+    its template's sharding) and replicated over every process's devices with more."""
     return self.replicated if self.process_count > 1 else None
 
   def _global(self, tree: Any) -> Any:
