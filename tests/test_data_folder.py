@@ -217,3 +217,24 @@ def test_chunked_statistics_equal_the_whole_arrays():
   x = np.random.default_rng(0).integers(0, 256, (70, 5, 4, 3), dtype=np.uint8)
   got = _folder.chunked_mean_std(lambda idx: x[idx], np.arange(70), chunk=16)
   np.testing.assert_allclose(got, data.compute_mean_std(x), rtol=1e-9)
+
+
+def test_the_cli_trains_on_a_folder_of_mixed_size_images_in_one_line(folder, tmp_path):
+  import json
+  import pathlib
+  import subprocess
+  import sys
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAXCNN_CACHE_DIR=str(tmp_path / "cache"))
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.train", "--config", "cifar10_tutorial",
+       f"--workdir={tmp_path / 'run'}", "--nocpu_acceleration",
+       "--config.data.name=folder", f"--config.data.image_folder={folder}",
+       "--config.data.image_size=32", "--config.data.validation_split=0.2",
+       "--config.num_epochs=1", "--config.batch_size=8", "--config.eval_batch_size=8",
+       "--config.progress=False", "--config.plots=False"],
+      cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+  assert record["epoch"] == 1 and record["eval_loss"] is not None
+  assert "Traceback" not in out.stderr
