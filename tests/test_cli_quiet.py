@@ -1,6 +1,7 @@
 """The command lines' shared helpers (experiments/_cli.py): an offline data error is one line,
 worded in the flags the user types, with no TensorFlow start-up lines before it."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -46,4 +47,8 @@ def test_speedrun_without_data_says_one_line_naming_its_flag(tmp_path):
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
   lines = out.stderr.strip().splitlines()
   assert out.returncode == 1 and len(lines) == 1, out.stderr
-  assert lines[0].startswith("error: ") and "missing" in lines[0], lines[0]
+  assert lines[0].startswith("error: ") and "--config.data.data_dir" in lines[0], lines[0]
+  if importlib.util.find_spec("tensorflow") is None:  # the tfds route is named, with the fixes
+    assert "needs TensorFlow" in lines[0] and "source=download" in lines[0], lines[0]
+  else:  # the prepared tfds directory is looked for, and is not there
+    assert "missing" in lines[0], lines[0]

@@ -449,8 +449,11 @@ def _is_oom(e: BaseException) -> bool:
   if isinstance(e, MemoryError):
     return True
   text = str(e)
+  # jaxlib >= 0.10: "RESOURCE_EXHAUSTED: Out of memory ..."; jaxlib 0.7.2 on a CPU: "INTERNAL:
+  # Buffer Definition Event: Error preparing computation: Out of memory allocating N bytes."
   return (type(e).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
-          and "RESOURCE_EXHAUSTED" in text and "memory" in text.lower())
+          and ("RESOURCE_EXHAUSTED" in text and "memory" in text.lower()
+               or "out of memory" in text.lower()))
 
 
 def _bytes(n: int) -> str:
