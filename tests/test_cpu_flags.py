@@ -13,8 +13,8 @@ def test_flags_only_for_the_jaxlib_versions_and_vendors_they_were_measured_on():
   # A vendor without a measured row gets no flags, and says so.
   rec = flags.recommended("0.10.2", "GenuineIntel")
   assert rec.flags == () and "on GenuineIntel (measured: none)" in rec.note
-  # jaxlib 0.7.2 does not know the YNNPACK flag (XLA would abort): its row has none.
-  assert flags.recommended("0.7.2", "AuthenticAMD").flags == ()
+  # jaxlib 0.7.2 does not know the YNNPACK flag (XLA would abort): its row has its own flag.
+  assert flags.recommended("0.7.2", "AuthenticAMD").flags == (flags.FUSION_EMITTERS_OFF,)
   assert "--xla_cpu_experimental_ynn_fusion_type" not in str(flags.recommended("0.7.2").flags)
 
 

@@ -43,6 +43,11 @@ TRAINS = True
 CLASSES = _common.CIFAR10_CLASSES
 
 
+def _a(noun: str) -> str:
+  """``noun`` with its indefinite article ('an airplane', 'a cat')."""
+  return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = None,
         seed: int = 0) -> dict:
   """Visualises the trained lesson-5 net's filters and logits and attributes its decisions."""
@@ -141,7 +146,7 @@ def run(out: pathlib.Path, *, quick: bool = False, image_folder: str | None = No
       results["occlusion_positions"] = int(occl.shape[1] * occl.shape[2])
     fig = plots.attribution_overlay(x_val[i],
                                     {k: np.asarray(v) for k, v in maps.items()},
-                                    suptitle=f"validation image {i}: a {CLASSES[y_val[i]]}, "
+                                    suptitle=f"validation image {i}: {_a(CLASSES[y_val[i]])}, "
                                              f"predicted {CLASSES[t]}; what raised that logit")
     _common.save(fig, out, f"attributions_{n}.png",
                  f"What made the net say '{CLASSES[t]}' for this {CLASSES[y_val[i]]}, eight "
