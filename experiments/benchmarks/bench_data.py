@@ -46,9 +46,10 @@ def _median_rate(fn, images_per_call: int, repeats: int) -> tuple[float, float]:
   return images_per_call / med, med
 
 
-def _drain(loader, steps: int) -> None:
+def _drain(loader, steps: int, epoch: int = 0) -> None:
+  """Takes ``steps`` batches of ``loader``'s epoch ``epoch`` and waits until they are ready."""
   last = None
-  for i, batch in enumerate(loader.epoch(0)):
+  for i, batch in enumerate(loader.epoch(epoch)):
     last = batch
     if i + 1 >= steps:
       break
