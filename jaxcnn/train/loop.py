@@ -170,6 +170,7 @@ def evaluate_loader(p_eval: Any, par: parallel_lib.Parallel, state: Any,
   for batch in loader.epoch(0):
     sums = p_eval(state, par.put_batch(batch))
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+    par.pace(total)
   if total is None:
     raise ValueError("the eval loader yielded no batch")
   acc = metrics_lib.Accumulator()
@@ -262,6 +263,7 @@ def train_epoch(engine: Engine, state: Any, ls: LoopState, epoch: int,
       break
     t0 = time.perf_counter()
     state, m = engine.p_train(state, engine.par.put_batch(batch))
+    engine.par.pace(m)
     guard.add(ls.step, m)
     ls.step += 1
     steps_run += 1

@@ -23,6 +23,9 @@ With more than one process, checkpoints hold global arrays (every process calls 
 writes each piece of each array once): :meth:`Parallel.checkpoint_state` and
 :attr:`Parallel.checkpoint_sharding`.
 
+With more than one process on CPUs, the loop keeps at most :data:`MAX_STEPS_AHEAD` steps
+dispatched ahead of the devices (:meth:`Parallel.pace`): see :data:`MAX_STEPS_AHEAD`.
+
 BatchNorm under ``'pmap'`` normalises with per-device batch moments (the running statistics are
 averaged across devices each step), unless the model's BatchNorm is given the axis name; under
 ``'mesh'`` it sees the global batch, exactly as on one device.
@@ -30,6 +33,7 @@ averaged across devices each step), unless the model's BatchNorm is given the ax
 
 from __future__ import annotations
 
+import collections
 import functools
 import re
 from collections.abc import Callable
@@ -51,6 +55,16 @@ MODES = ("none", "pmap", "mesh")
 # a different, wrong state from the third donated Adam step of the MNIST MLP on (the same steps
 # without donation match jaxlib 0.10 exactly), so older jaxlibs do not donate on the CPU.
 DONATION_SAFE_CPU_JAXLIB = (0, 10)
+
+
+# How many dispatched steps may run ahead of the devices in a job of several processes on CPUs.
+# XLA's CPU client launches a program of several local devices from a small thread pool and caps
+# the computations in flight per device; once the cap is reached, a launch waits for a slot on a
+# pool thread, and the devices' share of a cross-process all-reduce that needs that thread never
+# starts: both processes wait for ever. jaxlib 0.7.2 and 0.10.2 hang this way within a hundred
+# unpaced steps of 2 processes x 2 devices on a 2-core machine; 0.12.1 does not. Two steps ahead
+# keeps the next batch's host work overlapping the device work and stays far below the cap.
+MAX_STEPS_AHEAD = 2
 
 
 def _jaxlib_version() -> tuple[int, ...]:
@@ -120,6 +134,21 @@ class Parallel:
       self.batch_sharding = NamedSharding(self.mesh, P(AXIS_NAME))
     if mode == "none":
       self.device = self.local_devices[0]
+    # Outputs of the dispatched programs not yet known to be done (see pace).
+    self._in_flight: collections.deque[Any] | None = None
+    if self.process_count > 1 and self.local_devices[0].platform == "cpu":
+      self._in_flight = collections.deque()
+
+  def pace(self, outputs: Any) -> None:
+    """Called with the outputs of each dispatched step (train or eval): in a job of several
+    processes on CPUs, waits until the step :data:`MAX_STEPS_AHEAD` before this one is done,
+    so dispatch never runs far ahead of the devices (the CPU client can hang when it does).
+    Anywhere else: nothing (dispatch stays fully asynchronous)."""
+    if self._in_flight is None:
+      return
+    self._in_flight.append(outputs)
+    while len(self._in_flight) > MAX_STEPS_AHEAD:
+      jax.block_until_ready(self._in_flight.popleft())
 
   @property
   def checkpoint_sharding(self) -> Any:
