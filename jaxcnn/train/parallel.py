@@ -62,8 +62,9 @@ DONATION_SAFE_CPU_JAXLIB = (0, 10)
 # the computations in flight per device; once the cap is reached, a launch waits for a slot on a
 # pool thread, and the devices' share of a cross-process all-reduce that needs that thread never
 # starts: both processes wait for ever. jaxlib 0.7.2 and 0.10.2 hang this way within a hundred
-# unpaced steps of 2 processes x 2 devices on a 2-core machine; 0.12.1 does not. Two steps ahead
-# keeps the next batch's host work overlapping the device work and stays far below the cap.
+# unpaced steps of 2 processes x 2 devices on a 2-core machine; 0.12.1 was not seen to. Two
+# steps ahead keeps the next batch's host work overlapping the device work and stays far below
+# the cap.
 MAX_STEPS_AHEAD = 2
 
 
