@@ -46,7 +46,7 @@ def _median_rate(fn, images_per_call: int, repeats: int) -> tuple[float, float]:
   return images_per_call / med, med
 
 
-def _drain(loader, steps: int, epoch: int = 0) -> None:
+def drain(loader, steps: int, epoch: int = 0) -> None:
   """Takes ``steps`` batches of ``loader``'s epoch ``epoch`` and waits until they are ready."""
   last = None
   for i, batch in enumerate(loader.epoch(epoch)):
@@ -123,10 +123,10 @@ def main(argv=None) -> None:
   steps = min(args.steps, n // args.batch_size)
   common = dict(shuffle=True, seed=0, augment=augment, mean=info.mean, std=info.std)
   stream = data.StreamLoader(arrays, args.batch_size, **common)
-  rate, sec = _median_rate(lambda: _drain(stream, steps), steps * args.batch_size, args.repeats)
+  rate, sec = _median_rate(lambda: drain(stream, steps), steps * args.batch_size, args.repeats)
   rows.append((f"tf.data stream + {'+'.join(augment)} (StreamLoader)", rate, sec))
   device = data.DeviceLoader(arrays, args.batch_size, **common)
-  rate, sec = _median_rate(lambda: _drain(device, steps), steps * args.batch_size, args.repeats)
+  rate, sec = _median_rate(lambda: drain(device, steps), steps * args.batch_size, args.repeats)
   rows.append((f"device-resident + {'+'.join(augment)} (DeviceLoader)", rate, sec))
 
   train = _train_step_rate(args.batch_size, steps, args.repeats)

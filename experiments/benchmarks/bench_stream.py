@@ -71,7 +71,7 @@ def worker(args) -> dict:
   """One row in this process; returns its numbers."""
   import jax  # pylint: disable=g-import-not-at-top
   from jaxcnn import data  # pylint: disable=g-import-not-at-top
-  from experiments.benchmarks.bench_data import _drain  # pylint: disable=g-import-not-at-top
+  from experiments.benchmarks.bench_data import drain  # pylint: disable=g-import-not-at-top
   jax.numpy.zeros(1).block_until_ready()
   start = _current_rss_mb()
   size = (args.image_size, args.image_size)
@@ -83,7 +83,7 @@ def worker(args) -> dict:
                                        augment=("random_resized_crop", "flip"), cache=False)
     steps = min(args.steps, loader.steps_per_epoch)
     t0 = time.perf_counter()
-    _drain(loader, steps, epoch=0)
+    drain(loader, steps, epoch=0)
     sec = time.perf_counter() - t0
     out.update(images=steps * args.batch_size, seconds=sec)
   elif args.worker == "device":
@@ -94,7 +94,7 @@ def worker(args) -> dict:
     steps = min(args.steps, loader.steps_per_epoch)
     jax.block_until_ready(next(iter(loader.epoch(0))))  # compile
     t0 = time.perf_counter()
-    _drain(loader, steps, epoch=1)
+    drain(loader, steps, epoch=1)
     out.update(images=steps * args.batch_size, seconds=time.perf_counter() - t0)
   elif args.worker == "train":
     import optax  # pylint: disable=g-import-not-at-top
