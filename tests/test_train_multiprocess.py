@@ -416,14 +416,32 @@ def test_lifeline_a_process_that_stopped_on_an_error_is_lost_after_the_grace():
   p1.close("error")
   assert _wait(lambda: verdicts[0])
   assert verdicts[0][0].startswith("process 1 of 2 stopped on an error (see its output)")
+  _die(p1)
   # ... unless this process stops on its own within the grace (the same error everywhere).
   (q0, q1), verdicts = _lifelines(2, grace=2.0)
-  closing = threading.Thread(target=q0.close, args=("error",))  # process 0 waits for the others
+  closing = threading.Thread(target=q0.close, args=("error",))
   closing.start()
   q1.close("error")
-  closing.join(10)
   time.sleep(2.5)
   assert verdicts == {0: [], 1: []}
+  # Process 0 waits for the others to exit (their connection closes then, after their own
+  # error line): its exit would end JAX's coordination service, and them with it.
+  assert closing.is_alive()
+  _die(q1)
+  closing.join(5.0)
+  assert not closing.is_alive()
+  assert verdicts == {0: [], 1: []}
+
+
+def test_lifeline_process_0_reports_an_interrupted_process_once_it_has_exited():
+  (p0, p1), verdicts = _lifelines(2, grace=30.0)
+  p1.close("interrupted")  # its connection stays open until it exits, after its own line
+  time.sleep(1.0)
+  assert verdicts[0] == []
+  _die(p1)
+  assert _wait(lambda: verdicts[0], timeout=5.0)
+  assert verdicts[0][0].startswith("process 1 of 2 was interrupted (Ctrl-C); this is process 0")
+  p0.close()
 
 
 # -- the launcher's pieces -----------------------------------------------------------------------

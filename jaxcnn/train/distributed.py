@@ -22,6 +22,7 @@ Restarting every process with the same command resumes from that checkpoint, exa
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -279,7 +280,11 @@ class Lifeline:
         if line == "bye error" and not self._closed:
           self._after_grace(peer)
         elif line == "bye interrupted":
+          if self.index == 0:  # its line first: this process's exit would abort it
+            self._until_gone(conn, pending)
           self._decide(peer, "was interrupted (Ctrl-C)")
+        if self.index == 0:
+          self._until_gone(conn, pending)
         return
       if self._closed:  # this process has left the run: nothing it hears is news
         return
@@ -288,6 +293,15 @@ class Lifeline:
         return
       self._lost(peer, "was lost (its connection closed without a goodbye: killed, or crashed)")
       return
+
+  def _until_gone(self, conn: socket.socket, pending: bytearray) -> None:
+    """After a peer's goodbye: reads until its connection closes (the peer has exited or
+    closed its lifeline) or stays silent for ``timeout`` seconds."""
+    try:
+      while self._read_line(conn, pending):
+        pass
+    except OSError:  # socket.timeout included
+      pass
 
   def _after_grace(self, peer: int) -> None:
     deadline = time.monotonic() + self.grace
@@ -331,8 +345,11 @@ class Lifeline:
     agreed on, with that step saved), and stops watching them.
 
     Process 0 leaving on an error or an interrupt first waits (up to ``grace`` + 5 s) for the
-    others to leave: its exit ends JAX's coordination service, which would end them at once,
-    before they print their own line.
+    others to exit: its exit ends JAX's coordination service, which ends them at once (an
+    abort), so they must have printed their own line by then. A process other than 0 that
+    leaves on an error or an interrupt therefore keeps its connection open until it exits
+    (``os._exit``, or an ``atexit`` hook at the interpreter's exit): its error is printed on the
+    way out, and process 0 sees the connection close after that.
     """
     with self._lock:
       if self._closed:
@@ -345,12 +362,19 @@ class Lifeline:
       deadline = time.monotonic() + self.grace + 5.0
       for thread in self._threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    for conn in conns:
-      try:
-        conn.shutdown(socket.SHUT_RDWR)  # at once, even while a reader thread waits on it
-        conn.close()
-      except OSError:
-        pass
+    if self.index != 0 and outcome != "ok":
+      atexit.register(_shut, conns)  # also keeps them from being closed when collected
+      return
+    _shut(conns)
+
+
+def _shut(conns: list[socket.socket]) -> None:
+  for conn in conns:
+    try:
+      conn.shutdown(socket.SHUT_RDWR)  # at once, even while a reader thread waits on it
+      conn.close()
+    except OSError:
+      pass
 
 
 def in_job() -> bool:
