@@ -279,12 +279,10 @@ class Lifeline:
           self._left.add(peer)
         if line == "bye error" and not self._closed:
           self._after_grace(peer)
-        elif line == "bye interrupted":
-          if self.index == 0:  # its line first: this process's exit would abort it
-            self._until_gone(conn, pending)
-          self._decide(peer, "was interrupted (Ctrl-C)")
-        if self.index == 0:
+        if self.index == 0:  # the peer prints its line first: this process's exit aborts it
           self._until_gone(conn, pending)
+        if line == "bye interrupted":
+          self._decide(peer, "was interrupted (Ctrl-C)")
         return
       if self._closed:  # this process has left the run: nothing it hears is news
         return
